@@ -1,0 +1,325 @@
+"""The embedded backend's supervisor: start, watch, fault and stop the lab's processes."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from lab_env import artifacts, health, kafka_nodes, monitoring, ports, registry
+from lab_env.config import APICURIO_VERSION, NODE_IDS, REGISTRY_JAVA_MIN_MAJOR, LabConfig
+from lab_env.errors import LabError
+from lab_env.java import Java, find_java
+from lab_env.processes import PAUSED, RUNNING, STARTED_MARK, STOPPED, ProcessRecord, Registry
+
+REGISTRY, PROMETHEUS = "registry", "prometheus"
+Report = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def tail(path: str | Path, lines: int = 15) -> str:
+    """The last lines a process wrote since the lab last started it."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    if STARTED_MARK in text:
+        text = text.rsplit(STARTED_MARK, 1)[1].split("\n", 1)[-1]
+    return "\n".join(text.strip().splitlines()[-lines:]) or "(nothing)"
+
+
+class EmbeddedLab:
+    """Knows every process it started (pid, ports, log) and waits for real health."""
+
+    def __init__(self, cfg: LabConfig) -> None:
+        self.cfg = cfg
+        self.procs = Registry(cfg.home / "run")
+        self.nodes = {n.node_id: n for n in kafka_nodes.nodes(cfg)}
+
+    # -- names ------------------------------------------------------------------------------------
+
+    def node(self, name: str | int) -> kafka_nodes.Node:
+        key = str(name).removeprefix("kafka-")
+        if not key.isdigit() or int(key) not in self.nodes:
+            known = ", ".join(n.name for n in self.nodes.values())
+            raise LabError(f"There is no node {name!r}; the lab's nodes are {known} (or 1, 2, 3).")
+        return self.nodes[int(key)]
+
+    def components(self) -> list[str]:
+        return [n.name for n in self.nodes.values()] + [REGISTRY, PROMETHEUS]
+
+    def log_file(self, component: str) -> Path:
+        if component not in self.components():
+            component = self.node(component).name
+        if component.startswith("kafka-"):
+            return self.cfg.home / "logs" / f"{component}.log"
+        return self.cfg.home / "logs" / f"{component}.out"
+
+    # -- preparation ------------------------------------------------------------------------------
+
+    def fetch(self, report: Report = _quiet) -> None:
+        for name in artifacts.CLOSURES:
+            if not artifacts.is_cached(self.cfg, name):
+                report(f"fetching {name} from Maven Central")
+                artifacts.fetch(self.cfg, name, lambda item, n=name: report(f"{n}: {item}"))
+
+    def prepare_storage(self, java: str, report: Report = _quiet) -> None:
+        ident = kafka_nodes.identity(self.cfg)
+        for node in self.nodes.values():
+            problem = kafka_nodes.storage_problem(node, ident)
+            if problem:
+                raise LabError(
+                    f"The data directory of {node.name} is corrupted or belongs to another "
+                    f"cluster: {problem}. Run `lab reset` to wipe the lab's data and start again."
+                )
+        todo = [n for n in self.nodes.values() if not kafka_nodes.is_formatted(n)]
+        if todo:
+            report(f"formatting storage of {', '.join(n.name for n in todo)}")
+            kafka_nodes.format_storage(self.cfg, java, todo)
+
+    # -- starting ---------------------------------------------------------------------------------
+
+    def _start_node(self, node: kafka_nodes.Node, java: Java) -> ProcessRecord:
+        ports.require_free(self.cfg.host, node.ports())
+        node.write_config()
+        return self.procs.spawn(
+            node.name,
+            node.jvm_argv(java),
+            self.cfg.home / "logs" / f"{node.name}.out",
+            list(node.ports().values()),
+        )
+
+    def _node_failure(self, names: list[str]) -> str | None:
+        for name in names:
+            record = self.procs.get(name)
+            if self.procs.live(name) is None:
+                out = record.log if record else str(self.log_file(name))
+                text = f"{name} exited during start-up. What it printed ({out}):\n{tail(out)}\n"
+                if name.startswith("kafka-"):
+                    server_log = self.log_file(name)
+                    text += f"The end of its server log ({server_log}):\n{tail(server_log, 8)}\n"
+                    text += "If the data directory is damaged, `lab reset` starts an empty cluster."
+                return text
+        return None
+
+    def up(self, report: Report = _quiet, timeout: float = 120.0) -> dict[str, object]:
+        """Start whatever is not running and wait until the whole lab is healthy."""
+        java = find_java(self.cfg)
+        registry_java = find_java(
+            self.cfg, REGISTRY_JAVA_MIN_MAJOR, f"Apicurio Registry {APICURIO_VERSION}"
+        )
+        self.fetch(report)
+        prom_bin = monitoring.prometheus_binary(self.cfg)
+        missing = [n for n in self.nodes.values() if self.procs.live(n.name) is None]
+        start_registry = self.procs.live(REGISTRY) is None
+        start_prometheus = bool(prom_bin) and self.procs.live(PROMETHEUS) is None
+        # Every port is checked before anything starts: a busy port never leaves half a lab.
+        wanted: dict[str, int] = {}
+        for node in missing:
+            wanted.update(node.ports())
+        if start_registry:
+            wanted.update(self._registry_ports())
+        if start_prometheus:
+            wanted["prometheus"] = self.cfg.ports.prometheus
+        ports.require_free(self.cfg.host, wanted)
+        if not (missing or start_registry or start_prometheus):
+            report("everything was already running; checking health")
+        if missing:
+            self.prepare_storage(java.path, report)
+            for node in missing:
+                self._start_node(node, java)
+            report(f"started {', '.join(n.name for n in missing)}")
+        if start_prometheus:
+            monitoring.write_config(self.cfg)
+            self.procs.spawn(
+                PROMETHEUS,
+                monitoring.argv(self.cfg, str(prom_bin)),
+                self.log_file(PROMETHEUS),
+                [self.cfg.ports.prometheus],
+            )
+        if start_registry:
+            # Quarkus boots (a few CPU-seconds) while the brokers elect a leader; the registry's
+            # Kafka clients retry until the cluster answers.
+            self.procs.spawn(
+                REGISTRY,
+                registry.jvm_argv(self.cfg, registry_java),
+                self.log_file(REGISTRY),
+                list(self._registry_ports().values()),
+            )
+        self.wait_healthy(report, timeout, prometheus=bool(prom_bin))
+        return self.status()
+
+    def _registry_ports(self) -> dict[str, int]:
+        return {
+            "schema registry": self.cfg.ports.registry,
+            "schema registry (management)": self.cfg.ports.registry_management,
+        }
+
+    def wait_healthy(self, report: Report, timeout: float, prometheus: bool) -> None:
+        """Brokers registered, one quorum leader, registry answering, every scrape target up."""
+        names = [n.name for n in self.nodes.values()]
+        client = health.admin(self.cfg)
+        view = health.wait_for(
+            f"{len(NODE_IDS)} registered brokers",
+            lambda: (
+                v
+                if (v := health.cluster_view(self.cfg, client=client))
+                and len(v.brokers) == len(NODE_IDS)
+                else None
+            ),
+            timeout,
+            lambda: self._node_failure(names),
+        )
+        report(f"brokers registered: {', '.join(map(str, view.brokers))}")
+        leader = health.wait_for(
+            "the nodes to agree on a KRaft quorum leader",
+            lambda: health.quorum_leader(self.cfg),
+            timeout,
+            lambda: self._node_failure(names),
+        )
+        report(f"quorum leader: kafka-{leader}")
+        health.wait_for(
+            "the schema registry",
+            lambda: registry.answering(self.cfg),
+            timeout,
+            lambda: self._node_failure([REGISTRY]),
+        )
+        level = registry.ensure_default_compatibility(self.cfg)
+        report(f"schema registry answering (default compatibility {level})")
+        if prometheus:
+            health.wait_for(
+                "Prometheus scrape targets to be up",
+                self._targets_up,
+                timeout,
+                lambda: self._node_failure([PROMETHEUS]),
+            )
+            report("Prometheus scraping every target")
+        else:
+            report("no Prometheus binary found: the exporters serve, but nothing scrapes them")
+
+    def _targets_up(self) -> bool:
+        try:
+            found = monitoring.targets(self.cfg)
+        except Exception:
+            return False
+        return len(found) == len(NODE_IDS) + 1 and all(t["health"] == "up" for t in found)
+
+    # -- stopping ---------------------------------------------------------------------------------
+
+    def down(self, report: Report = _quiet) -> list[str]:
+        """Stop everything gracefully: clients of Kafka first, then the nodes together."""
+        stopped = [name for name in (REGISTRY, PROMETHEUS) if self.procs.stop(name)]
+        names = [n.name for n in self.nodes.values()]
+        with ThreadPoolExecutor(len(names)) as pool:
+            results = list(pool.map(lambda n: self.procs.stop(n, timeout=60), names))
+        stopped += [n for n, was in zip(names, results, strict=True) if was]
+        for name in stopped:
+            report(f"stopped {name}")
+        return stopped
+
+    def reset(self) -> None:
+        """Wipe every byte of lab data (the cache of downloads stays)."""
+        if any(self.procs.live(c) for c in self.components()):
+            raise LabError("The lab is running; `lab down` first (or `lab reset --yes` does both).")
+        for sub in ("data", "config", "run"):
+            shutil.rmtree(self.cfg.home / sub, ignore_errors=True)
+        kafka_nodes.identity_file(self.cfg).unlink(missing_ok=True)
+
+    # -- faults -----------------------------------------------------------------------------------
+
+    def kill(self, name: str | int) -> ProcessRecord:
+        node = self.node(name)
+        record = self.procs.signal(node.name, signal.SIGKILL)
+        if record is None:
+            raise LabError(f"{node.name} is not running.")
+        deadline = time.monotonic() + 10
+        while record.state() != STOPPED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.procs.forget(node.name)
+        return record
+
+    def start(self, name: str | int) -> ProcessRecord:
+        node = self.node(name)
+        record = self.procs.live(node.name)
+        if record is not None:
+            if record.state() == PAUSED:
+                raise LabError(f"{node.name} is paused; `lab resume {node.node_id}` continues it.")
+            return record
+        java = find_java(self.cfg)
+        self.prepare_storage(java.path)
+        record = self._start_node(node, java)
+        health.wait_for(
+            f"{node.name} to rejoin the cluster",
+            lambda: (v := health.cluster_view(self.cfg)) and node.node_id in v.brokers,
+            120,
+            lambda: self._node_failure([node.name]),
+        )
+        return record
+
+    def pause(self, name: str | int) -> ProcessRecord:
+        return self._signal(name, signal.SIGSTOP, RUNNING)
+
+    def resume(self, name: str | int) -> ProcessRecord:
+        return self._signal(name, signal.SIGCONT, PAUSED)
+
+    def _signal(self, name: str | int, sig: signal.Signals, expected: str) -> ProcessRecord:
+        node = self.node(name)
+        record = self.procs.live(node.name)
+        if record is None:
+            raise LabError(f"{node.name} is not running.")
+        if record.state() != expected:
+            return record  # already paused / already running: nothing to do
+        self.procs.signal(node.name, sig)
+        return record
+
+    # -- status -----------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        """Everything `lab status` shows, as plain data."""
+        comps = []
+        for name in self.components():
+            record = self.procs.live(name)
+            state = record.state() if record else STOPPED
+            if name.startswith("kafka-"):
+                address = self.node(name).bootstrap
+            elif name == REGISTRY:
+                address = self.cfg.registry()
+            else:
+                address = self.cfg.prometheus()
+            comps.append(
+                {
+                    "name": name,
+                    "pid": record.pid if record else None,
+                    "state": state,
+                    "address": address,
+                    "rss_mib": round(record.rss() / 2**20, 1) if record else 0,
+                    "log": str(self.log_file(name)),
+                }
+            )
+        running = [c["name"] for c in comps if c["state"] == RUNNING]
+        node_ids = tuple(int(str(n).split("-")[1]) for n in running if str(n).startswith("kafka-"))
+        view = health.cluster_view(self.cfg, timeout=2.0) if node_ids else None
+        prom = monitoring.prometheus_binary(self.cfg)
+        return {
+            "backend": "embedded",
+            "bootstrap": self.cfg.bootstrap(),
+            "components": comps,
+            "quorum_leader": health.quorum_leader(self.cfg, node_ids) if node_ids else None,
+            "brokers": view.brokers if view else [],
+            "under_replicated_partitions": view.under_replicated if view else None,
+            "registry": "answering"
+            if REGISTRY in running and registry.answering(self.cfg)
+            else "down",
+            "prometheus": (
+                "not installed"
+                if not prom
+                else ("up" if PROMETHEUS in running and self._targets_up() else "down")
+            ),
+            "total_rss_mib": round(sum(float(c["rss_mib"]) for c in comps), 1),
+        }

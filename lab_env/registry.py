@@ -1,0 +1,71 @@
+"""The embedded backend's schema registry: Apicurio Registry with its Confluent-compatible API.
+
+Apicurio 3 ships a runnable Quarkus distribution on Maven Central. With ``kafkasql`` storage it
+keeps every change in a Kafka topic (``kafkasql-journal``) of the lab's own cluster and rebuilds
+its state from that topic at start, so schemas survive ``lab down`` / ``lab up`` and are wiped by
+``lab reset`` together with the cluster. Clients use the Confluent API at ``/apis/ccompat/v7``.
+"""
+
+from __future__ import annotations
+
+import requests
+
+from lab_env import artifacts
+from lab_env.config import LabConfig
+from lab_env.java import Java
+
+# Confluent Schema Registry's default; Apicurio's is to check nothing.
+DEFAULT_COMPATIBILITY = "BACKWARD"
+
+
+def jvm_argv(cfg: LabConfig, java: Java) -> list[str]:
+    return [
+        java.path,
+        "-Xms64m",
+        f"-Xmx{cfg.heaps.registry}",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",  # a registry serves few requests; start fast, stay small
+        f"-Dquarkus.http.host={cfg.host}",
+        f"-Dquarkus.http.port={cfg.ports.registry}",
+        # Quarkus' management interface (health, metrics) would listen on 0.0.0.0:9000.
+        f"-Dquarkus.management.host={cfg.host}",
+        f"-Dquarkus.management.port={cfg.ports.registry_management}",
+        "-Dapicurio.storage.kind=kafkasql",
+        # At start-up the storage polls the snapshots topic twice with this timeout (5 s by
+        # default) before it serves; on a local cluster 0.5 s is plenty.
+        "-Dapicurio.kafkasql.consumer.poll.timeout=500",
+        f"-Dapicurio.kafkasql.bootstrap.servers={cfg.bootstrap()}",
+        "-Dquarkus.log.console.format=%d{HH:mm:ss} %-5p [%c{2.}] %s%e%n",
+        "-jar",
+        str(artifacts.registry_jar(cfg)),
+    ]
+
+
+def answering(cfg: LabConfig, timeout: float = 2.0) -> bool:
+    try:
+        return requests.get(f"{cfg.registry()}/subjects", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def ensure_default_compatibility(cfg: LabConfig) -> str:
+    """Give the registry Confluent's default (BACKWARD) unless a global level was chosen already."""
+    url = f"{cfg.registry()}/config"
+    current = requests.get(url, timeout=10)
+    level = current.json().get("compatibilityLevel") if current.ok else None
+    if level in (None, "NONE") and not _global_rule_set(cfg):
+        requests.put(
+            url, json={"compatibility": DEFAULT_COMPATIBILITY}, timeout=10
+        ).raise_for_status()
+        return DEFAULT_COMPATIBILITY
+    return str(level)
+
+
+def _global_rule_set(cfg: LabConfig) -> bool:
+    """Whether someone set a global compatibility rule on purpose (even NONE)."""
+    base = cfg.registry().rsplit("/apis/", 1)[0]
+    try:
+        rules = requests.get(f"{base}/apis/registry/v3/admin/rules", timeout=10)
+    except requests.RequestException:
+        return False
+    return rules.ok and "COMPATIBILITY" in rules.json()
