@@ -1,0 +1,136 @@
+"""What a notebook imports: clients with the lab's connection settings, faults, the cluster.
+
+    from lab_env import lab
+    producer = lab.producer({"acks": "all", "enable.idempotence": True})
+    lab.create_topic("orders", partitions=6)
+    lab.faults.kill(2)
+
+Helpers remove boilerplate; they do not hide Kafka: every client is the real confluent-kafka
+object, configured with the settings Kafka documents (passed as the usual dict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from lab_env.backends import Backend, backend
+from lab_env.config import LabConfig, load_config
+from lab_env.errors import LabError
+
+
+@dataclass
+class BrokerInfo:
+    id: int
+    host: str
+    port: int
+
+
+class Lab:
+    """The lab as notebooks see it, whichever backend is active."""
+
+    def __init__(self, cfg: LabConfig | None = None) -> None:
+        self.config = cfg or load_config()
+        self.backend: Backend = backend(self.config)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.config.bootstrap()
+
+    @property
+    def registry_url(self) -> str:
+        return self.config.registry()
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.config.prometheus()
+
+    @property
+    def faults(self) -> Backend:
+        """``kill``/``start``/``pause``/``resume`` a node (1, 2, 3 or "kafka-1"...)."""
+        return self.backend
+
+    def client_config(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The lab's connection (and security) settings, overlaid with ``config``."""
+        return {**self.config.client_config(), **(config or {})}
+
+    def admin(self, config: dict[str, Any] | None = None) -> AdminClient:
+        return AdminClient(self.client_config(config))
+
+    def producer(self, config: dict[str, Any] | None = None) -> Producer:
+        return Producer(self.client_config(config))
+
+    def consumer(self, group_id: str, config: dict[str, Any] | None = None) -> Consumer:
+        """A consumer in ``group_id``; starts from the earliest offset unless told otherwise."""
+        return Consumer(
+            self.client_config(
+                {"group.id": group_id, "auto.offset.reset": "earliest", **(config or {})}
+            )
+        )
+
+    def registry(self) -> SchemaRegistryClient:
+        return SchemaRegistryClient({"url": self.registry_url})
+
+    # -- the cluster ----------------------------------------------------------------------------
+
+    def brokers(self, timeout: float = 10.0) -> list[BrokerInfo]:
+        md = self.admin().list_topics(timeout=timeout)
+        return [
+            BrokerInfo(b.id, b.host, b.port)
+            for b in sorted(md.brokers.values(), key=lambda b: b.id)
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        """Cluster id, brokers, quorum leader, registry and Prometheus state, as plain data."""
+        admin = self.admin()  # keep a reference: a collected client cancels its futures
+        cluster = admin.describe_cluster(request_timeout=10).result()
+        status = self.backend.status()
+        return {
+            "backend": self.backend.name,
+            "cluster_id": cluster.cluster_id,
+            "brokers": [{"id": n.id, "host": n.host, "port": n.port} for n in cluster.nodes],
+            "quorum_leader": status["quorum_leader"],
+            "under_replicated_partitions": status["under_replicated_partitions"],
+            "registry": status["registry"],
+            "registry_url": self.registry_url,
+            "prometheus": status["prometheus"],
+            "prometheus_url": self.prometheus_url,
+        }
+
+    def status(self) -> dict[str, Any]:
+        return self.backend.status()
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 3,
+        replication_factor: int = 3,
+        config: dict[str, str] | None = None,
+        exist_ok: bool = False,
+    ) -> None:
+        """Create a topic and wait until the cluster confirms it."""
+        admin = self.admin()
+        future = admin.create_topics(
+            [NewTopic(name, partitions, replication_factor, config=config or {})],
+            request_timeout=30,
+        )[name]
+        try:
+            future.result()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if exist_ok and error.name() == "TOPIC_ALREADY_EXISTS":
+                return
+            raise LabError(f"Creating topic {name!r} failed: {error.str()}") from None
+
+    def delete_topic(self, name: str) -> None:
+        admin = self.admin()
+        future = admin.delete_topics([name], request_timeout=30)[name]
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise LabError(f"Deleting topic {name!r} failed: {exc.args[0].str()}") from None

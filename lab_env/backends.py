@@ -1,0 +1,193 @@
+"""One interface over the three places a lab can run: embedded, docker, external.
+
+Notebooks and the CLI never ask which backend is active; they call these methods. What a backend
+cannot do (stop an external cluster, kill one of its brokers) is a sentence, not a traceback.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+
+from lab_env import health
+from lab_env.config import NODE_IDS, LabConfig
+from lab_env.embedded import EmbeddedLab, Report
+from lab_env.errors import LabError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Backend(Protocol):
+    name: str
+    cfg: LabConfig
+
+    def up(self, report: Report, timeout: float = 120.0) -> dict[str, Any]: ...
+    def down(self, report: Report) -> list[str]: ...
+    def status(self) -> dict[str, Any]: ...
+    def reset(self) -> None: ...
+    def kill(self, node: str | int) -> object: ...
+    def start(self, node: str | int) -> object: ...
+    def pause(self, node: str | int) -> object: ...
+    def resume(self, node: str | int) -> object: ...
+
+
+def reachability(cfg: LabConfig, name: str) -> dict[str, Any]:
+    """What a lab we did not start looks like from outside: brokers, registry, Prometheus."""
+    view = health.cluster_view(cfg, timeout=5.0)
+    try:
+        registry = (
+            "answering" if requests.get(f"{cfg.registry()}/subjects", timeout=3).ok else "down"
+        )
+    except requests.RequestException:
+        registry = "down"
+    try:
+        prometheus = "up" if requests.get(f"{cfg.prometheus()}/-/ready", timeout=3).ok else "down"
+    except requests.RequestException:
+        prometheus = "down"
+    return {
+        "backend": name,
+        "bootstrap": cfg.bootstrap(),
+        "components": [],
+        "quorum_leader": None,
+        "brokers": view.brokers if view else [],
+        "under_replicated_partitions": view.under_replicated if view else None,
+        "registry": registry,
+        "prometheus": prometheus,
+        "total_rss_mib": None,
+    }
+
+
+class EmbeddedBackend(EmbeddedLab):
+    name = "embedded"
+
+
+class DockerBackend:
+    """The compose stack: started and stopped with `docker compose`, faults via the Docker SDK."""
+
+    name = "docker"
+
+    def __init__(self, cfg: LabConfig) -> None:
+        self.cfg = cfg
+
+    def _compose(self, *args: str) -> None:
+        docker = shutil.which("docker")
+        if docker is None:
+            raise LabError(
+                "The docker backend needs Docker with the compose plugin, and no `docker` is on "
+                "PATH. Install Docker, or use the embedded backend (unset KAFKA_LAB_BACKEND)."
+            )
+        proc = subprocess.run([docker, "compose", "-f", str(REPO / "docker-compose.yml"), *args])
+        if proc.returncode != 0:
+            raise LabError(
+                f"`docker compose {' '.join(args)}` failed (exit {proc.returncode}); "
+                "see its output above."
+            )
+
+    def up(self, report: Report, timeout: float = 300.0) -> dict[str, Any]:
+        self._compose("up", "-d", "--wait", "--wait-timeout", str(int(timeout)))
+        return self.status()
+
+    def down(self, report: Report) -> list[str]:
+        self._compose("down")
+        return ["docker compose stack"]
+
+    def status(self) -> dict[str, Any]:
+        return reachability(self.cfg, self.name)
+
+    def reset(self) -> None:
+        self._compose("down", "--volumes")
+
+    def _container(self, node: str | int) -> Any:
+        key = str(node).removeprefix("kafka-")
+        if not key.isdigit() or int(key) not in NODE_IDS:
+            raise LabError(f"There is no node {node!r}; the lab's nodes are 1, 2 and 3.")
+        try:
+            import docker
+
+            client = docker.from_env()
+            found = client.containers.list(
+                all=True,
+                filters={
+                    "label": [
+                        "com.docker.compose.project=kafka-lab",
+                        f"com.docker.compose.service=kafka-{key}",
+                    ]
+                },
+            )
+        except Exception as exc:
+            raise LabError(f"Cannot reach the Docker engine: {exc}.") from None
+        if not found:
+            raise LabError(f"No container for kafka-{key}; is the compose stack up (`lab up`)?")
+        return found[0]
+
+    def kill(self, node: str | int) -> object:
+        return self._container(node).kill()
+
+    def start(self, node: str | int) -> object:
+        return self._container(node).start()
+
+    def pause(self, node: str | int) -> object:
+        return self._container(node).pause()
+
+    def resume(self, node: str | int) -> object:
+        return self._container(node).unpause()
+
+
+class ExternalBackend:
+    """A cluster someone else runs: connect only; nothing here starts, stops or breaks it."""
+
+    name = "external"
+
+    def __init__(self, cfg: LabConfig) -> None:
+        if not cfg.bootstrap_servers:
+            raise LabError(
+                "The external backend needs the cluster's address: set KAFKA_LAB_BOOTSTRAP "
+                "(and KAFKA_LAB_REGISTRY_URL, KAFKA_LAB_PROMETHEUS_URL, security settings in "
+                "KAFKA_LAB_CLIENT_PROPERTIES or the [client] table of lab.toml)."
+            )
+        self.cfg = cfg
+
+    def _refuse(self, what: str) -> LabError:
+        return LabError(f"The external backend cannot {what}: the lab does not run that cluster.")
+
+    def up(self, report: Report, timeout: float = 120.0) -> dict[str, Any]:
+        status = self.status()
+        if not status["brokers"]:
+            raise LabError(
+                f"No broker answers at {self.cfg.bootstrap()}; "
+                "check KAFKA_LAB_BOOTSTRAP and the security settings."
+            )
+        return status
+
+    def down(self, report: Report) -> list[str]:
+        raise self._refuse("stop the cluster")
+
+    def status(self) -> dict[str, Any]:
+        return reachability(self.cfg, self.name)
+
+    def reset(self) -> None:
+        raise self._refuse("wipe the cluster")
+
+    def kill(self, node: str | int) -> object:
+        raise self._refuse(f"kill node {node}")
+
+    def start(self, node: str | int) -> object:
+        raise self._refuse(f"start node {node}")
+
+    def pause(self, node: str | int) -> object:
+        raise self._refuse(f"pause node {node}")
+
+    def resume(self, node: str | int) -> object:
+        raise self._refuse(f"resume node {node}")
+
+
+def backend(cfg: LabConfig) -> Backend:
+    if cfg.backend == "docker":
+        return DockerBackend(cfg)
+    if cfg.backend == "external":
+        return ExternalBackend(cfg)
+    return EmbeddedBackend(cfg)
