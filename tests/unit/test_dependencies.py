@@ -1,0 +1,70 @@
+"""pip and conda users must get the same pinned packages.
+
+``pyproject.toml`` is the reference; ``environment.yml`` repeats the list for conda/mamba users and
+the docker backend's JupyterLab image. Nothing else keeps them in step.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def normalized(specs: list[str], source: str) -> dict[str, str]:
+    """{canonical name: canonical requirement}, so spelling (case, ``_`` vs ``-``, extras order,
+    spaces) does not count as a difference, but names, extras, pins and markers do."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name not in out, f"{source} lists {name} twice"
+        extras = f"[{','.join(sorted(canonicalize_name(e) for e in req.extras))}]"
+        marker = f"; {req.marker}" if req.marker else ""
+        out[name] = f"{name}{extras if req.extras else ''}{req.specifier}{marker}"
+    return out
+
+
+def pyproject_deps() -> list[str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return data["project"]["dependencies"]
+
+
+def environment_pip_deps() -> list[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_sections) == 1, "environment.yml should have exactly one `pip:` section"
+    return pip_sections[0]
+
+
+def test_every_dependency_is_pinned() -> None:
+    for spec in pyproject_deps():
+        specifier = list(Requirement(spec).specifier)
+        assert len(specifier) == 1 and specifier[0].operator == "==", f"{spec} is not pinned"
+
+
+def test_environment_yml_mirrors_pyproject() -> None:
+    expected = normalized(pyproject_deps(), "pyproject.toml")
+    actual = normalized(environment_pip_deps(), "environment.yml")
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    differ = sorted(
+        f"{expected[n]} (pyproject) vs {actual[n]} (environment.yml)"
+        for n in set(expected) & set(actual)
+        if expected[n] != actual[n]
+    )
+    assert not (missing or extra or differ), (
+        "environment.yml's pip list must equal pyproject.toml's [project].dependencies: "
+        f"missing {missing}, extra {extra}, different {differ}"
+    )
+
+
+def test_environment_yml_installs_pip() -> None:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    assert any(d.split("=")[0] == "pip" for d in conda), "the `pip:` section needs pip itself"
