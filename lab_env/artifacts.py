@@ -127,7 +127,9 @@ def problems(path: Path, deep: bool = False) -> list[str]:
         return [f"{path} has no {MANIFEST}"]
     try:
         files = json.loads(manifest.read_text())["files"]
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
+        files = None
+    if not isinstance(files, dict):
         return [f"{manifest} is unreadable"]
     out = []
     for rel, meta in files.items():
@@ -193,21 +195,35 @@ def _run_maven(
     )
     errors: list[str] = []
     assert proc.stdout is not None
-    for line in proc.stdout:
-        found = _DOWNLOADED.search(line)
-        if found:
-            report(f"{found.group(1).rsplit('/', 1)[-1]} ({found.group(2).split(' at ')[0]})")
-        elif line.startswith("[ERROR]"):
-            errors.append(line[7:].strip())
+    try:
+        for line in proc.stdout:
+            found = _DOWNLOADED.search(line)
+            if found:
+                report(f"{found.group(1).rsplit('/', 1)[-1]} ({found.group(2).split(' at ')[0]})")
+            elif line.startswith("[ERROR]"):
+                errors.append(line[7:].strip())
+    except BaseException:
+        # Interrupted: stop Maven before the caller deletes the folder it writes into.
+        proc.kill()
+        proc.wait()
+        raise
     if proc.wait() != 0:
         reasons = [e for e in errors if any(r in e for r in _REASONS)] or errors
         detail = reasons[0] if reasons else f"Maven exited {proc.returncode}"
         detail = re.sub(r"^Failed to execute goal \S+ \([^)]*\) on project \S+: ", "", detail)
-        detail = detail.rstrip(". ")[:400]
+        detail = re.sub(r"\s*-> \[Help \d+\]$", "", detail).rstrip(". ")[:400]
+        if "-o" in cfg.maven_args or "--offline" in cfg.maven_args:
+            hint = (
+                "Maven runs offline (KAFKA_LAB_MAVEN_ARGS) and its repository lacks the artifact."
+            )
+        else:
+            hint = (
+                "Check that Maven Central is reachable (a proxy goes in ~/.m2/settings.xml) "
+                "and that the pinned version exists."
+            )
         raise LabError(
             f"Maven could not fetch the {closure.name} closure ({', '.join(closure.coords)}): "
-            f"{detail}. Check that Maven Central is reachable (a proxy goes in ~/.m2/settings.xml) "
-            f"and that the pinned version exists; nothing was written to {cfg.cache}."
+            f"{detail}. {hint} Nothing was written to {cfg.cache}."
         )
 
 

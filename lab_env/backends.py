@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import requests
 
 from lab_env import health
-from lab_env.config import NODE_IDS, LabConfig
+from lab_env.config import LabConfig, node_id
 from lab_env.embedded import EmbeddedLab, Report
 from lab_env.errors import LabError
 
@@ -102,9 +102,7 @@ class DockerBackend:
         self._compose("down", "--volumes")
 
     def _container(self, node: str | int) -> Any:
-        key = str(node).removeprefix("kafka-")
-        if not key.isdigit() or int(key) not in NODE_IDS:
-            raise LabError(f"There is no node {node!r}; the lab's nodes are 1, 2 and 3.")
+        key = node_id(node)
         try:
             import docker
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -173,8 +174,17 @@ ENV_KEYS = {
 BACKENDS = ("embedded", "docker", "external")
 
 
-def _config_file() -> Path | None:
-    explicit = os.environ.get("KAFKA_LAB_CONFIG")
+def node_id(name: str | int) -> int:
+    """1, "1" or "kafka-1" -> 1; anything else is a sentence naming the lab's nodes."""
+    key = str(name).removeprefix("kafka-")
+    if not (key.isascii() and key.isdecimal()) or int(key) not in NODE_IDS:
+        known = ", ".join(f"kafka-{n}" for n in NODE_IDS)
+        raise LabError(f"There is no node {name!r}; the lab's nodes are {known} (or 1, 2, 3).")
+    return int(key)
+
+
+def _config_file(env: Mapping[str, str]) -> Path | None:
+    explicit = env.get("KAFKA_LAB_CONFIG")
     if explicit:
         path = Path(explicit)
         if not path.is_file():
@@ -187,7 +197,12 @@ def _config_file() -> Path | None:
 
 
 def _ports(value: Any, name: str) -> tuple[int, ...]:
-    items = value.split(",") if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise LabError(f"{name} must be {len(NODE_IDS)} port numbers, got {value!r}.")
     try:
         ports = tuple(int(str(p).strip()) for p in items)
     except ValueError:
@@ -198,6 +213,8 @@ def _ports(value: Any, name: str) -> tuple[int, ...]:
 
 
 def _port(value: Any, name: str) -> int:
+    if isinstance(value, bool | float):
+        raise LabError(f"{name} must be a port number, got {value!r}.")
     try:
         port = int(value)
     except (TypeError, ValueError):
@@ -234,17 +251,21 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def load_config(environ: dict[str, str] | None = None) -> LabConfig:
+def load_config(environ: Mapping[str, str] | None = None) -> LabConfig:
     """Defaults, then the TOML file, then ``KAFKA_LAB_*`` variables."""
     env = os.environ if environ is None else environ
     cfg = LabConfig()
-    path = _config_file()
+    path = _config_file(env)
     if path is not None:
         try:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise LabError(f"{path} is not valid TOML: {exc}.") from None
         client = data.pop("client", {})
+        if not isinstance(client, dict):
+            raise LabError(
+                f"{path}: [client] must be a table of librdkafka settings, got {client!r}."
+            )
         known = set(ENV_KEYS.values())
         for key, value in _flatten(data).items():
             if key not in known:

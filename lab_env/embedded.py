@@ -10,7 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab_env import artifacts, health, kafka_nodes, monitoring, ports, registry
-from lab_env.config import APICURIO_VERSION, NODE_IDS, REGISTRY_JAVA_MIN_MAJOR, LabConfig
+from lab_env.config import (
+    APICURIO_VERSION,
+    NODE_IDS,
+    REGISTRY_JAVA_MIN_MAJOR,
+    LabConfig,
+    node_id,
+)
 from lab_env.errors import LabError
 from lab_env.java import Java, find_java
 from lab_env.processes import PAUSED, RUNNING, STARTED_MARK, STOPPED, ProcessRecord, Registry
@@ -45,11 +51,7 @@ class EmbeddedLab:
     # -- names ------------------------------------------------------------------------------------
 
     def node(self, name: str | int) -> kafka_nodes.Node:
-        key = str(name).removeprefix("kafka-")
-        if not key.isdigit() or int(key) not in self.nodes:
-            known = ", ".join(n.name for n in self.nodes.values())
-            raise LabError(f"There is no node {name!r}; the lab's nodes are {known} (or 1, 2, 3).")
-        return self.nodes[int(key)]
+        return self.nodes[node_id(name)]
 
     def components(self) -> list[str]:
         return [n.name for n in self.nodes.values()] + [REGISTRY, PROMETHEUS]
@@ -63,8 +65,8 @@ class EmbeddedLab:
 
     # -- preparation ------------------------------------------------------------------------------
 
-    def fetch(self, report: Report = _quiet) -> None:
-        for name in artifacts.CLOSURES:
+    def fetch(self, report: Report = _quiet, names: list[str] | None = None) -> None:
+        for name in names or list(artifacts.CLOSURES):
             if not artifacts.is_cached(self.cfg, name):
                 report(f"fetching {name} from Maven Central")
                 artifacts.fetch(self.cfg, name, lambda item, n=name: report(f"{n}: {item}"))

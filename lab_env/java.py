@@ -32,10 +32,10 @@ def parse_version(text: str) -> tuple[str, int] | None:
         return None
     version = match.group(1)
     parts = version.split(".")
-    major = (
-        int(parts[1]) if parts[0] == "1" and len(parts) > 1 else int(re.match(r"\d+", parts[0])[0])
-    )
-    return version, major
+    if parts[0] == "1" and len(parts) > 1 and parts[1].isdecimal():
+        return version, int(parts[1])
+    leading = re.match(r"\d+", parts[0])
+    return (version, int(leading[0])) if leading else None
 
 
 def bundled_java() -> str | None:

@@ -55,7 +55,10 @@ def argv(
     java = find_java(cfg)
     args = list(args)
     wants_help = any(a in ("-h", "--help") for a in args)
-    given = any(a == "--bootstrap-server" or a.startswith("--bootstrap-server=") for a in args)
+    # --bootstrap-controller talks to the quorum directly and excludes --bootstrap-server.
+    given = any(
+        a.split("=", 1)[0] in ("--bootstrap-server", "--bootstrap-controller") for a in args
+    )
     if tool not in NO_BOOTSTRAP and not given and not wants_help:
         args = ["--bootstrap-server", cfg.bootstrap(), *args]
         if client_config is not None:
