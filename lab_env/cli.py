@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab_env import doctor, tools
+from lab_env import artifacts, doctor, tools
 from lab_env.backends import REPO, Backend, backend
 from lab_env.config import KAFKA_VERSION, LabConfig, load_config
 from lab_env.embedded import EmbeddedLab
@@ -188,8 +188,14 @@ def cmd_doctor(lab: Backend, args: argparse.Namespace) -> int:
 def cmd_fetch(lab: Backend, args: argparse.Namespace) -> int:
     if not isinstance(lab, EmbeddedLab):
         raise LabError("Only the embedded backend fetches Kafka from Maven Central.")
-    lab.fetch(_reporter(time.monotonic()))
-    out.print("Kafka, its tools, the JMX exporter and the registry are in the cache.")
+    unknown = [n for n in args.closures if n not in artifacts.CLOSURES]
+    if unknown:
+        raise LabError(
+            f"Nothing called {', '.join(unknown)} to fetch; "
+            f"choose from {', '.join(artifacts.CLOSURES)}."
+        )
+    lab.fetch(_reporter(time.monotonic()), args.closures or None)
+    out.print(f"In the cache ({lab.cfg.cache}): {', '.join(args.closures or artifacts.CLOSURES)}.")
     return 0
 
 
@@ -252,9 +258,14 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check Java, Maven, ports, disk and caches").set_defaults(
         run=cmd_doctor
     )
-    sub.add_parser("fetch", help="download Kafka and friends into the cache").set_defaults(
-        run=cmd_fetch
+    fetch = sub.add_parser("fetch", help="download Kafka and friends into the cache")
+    fetch.add_argument(
+        "closures",
+        nargs="*",
+        metavar="NAME",
+        help=f"what to fetch: {', '.join(artifacts.CLOSURES)} (default: all)",
     )
+    fetch.set_defaults(run=cmd_fetch)
     sub.add_parser("config", help="print the effective configuration").set_defaults(run=cmd_config)
     return p
 
