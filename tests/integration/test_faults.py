@@ -1,0 +1,122 @@
+"""Faults on the live cluster, counted: nothing acknowledged is lost, nothing is duplicated."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from confluent_kafka import KafkaError
+
+from lab_env import health
+from lab_env.api import Lab
+from lab_env.embedded import EmbeddedLab
+from tests.helpers import run_lab
+
+pytestmark = [pytest.mark.cluster, pytest.mark.disruptive]
+
+RECORDS = 30_000  # bounded stream ...
+RATE = 3_000  # ... at about this many records per second (10 s in all)
+KILL_AT = RECORDS // 3
+
+
+@dataclass
+class Tally:
+    acked: set[int] = field(default_factory=set)
+    failed: list[KafkaError] = field(default_factory=list)
+
+    def on_delivery(self, err: KafkaError | None, msg: object) -> None:
+        if err is not None:
+            self.failed.append(err)
+        else:
+            self.acked.add(int(msg.value()))  # type: ignore[attr-defined]
+
+
+def leader_of(lab: Lab, topic: str, partition: int = 0) -> int:
+    return lab.admin().list_topics(topic, timeout=10).topics[topic].partitions[partition].leader
+
+
+def read_values(lab: Lab, topic: str, expected: int, timeout: float = 60) -> list[int]:
+    consumer = lab.consumer(f"it-{uuid.uuid4().hex[:8]}", {"isolation.level": "read_committed"})
+    consumer.subscribe([topic])
+    values: list[int] = []
+    idle_until = time.monotonic() + timeout
+    while time.monotonic() < idle_until:
+        batch = consumer.consume(num_messages=1000, timeout=1.0)
+        values += [int(m.value()) for m in batch if m.error() is None]
+        if len(values) >= expected and not batch:
+            break
+    consumer.close()
+    return values
+
+
+def wait_fully_replicated(lab: Lab, timeout: float = 120) -> None:
+    health.wait_for(
+        "every partition back in sync",
+        lambda: (
+            (v := health.cluster_view(lab.config))
+            and v.under_replicated == 0
+            and len(v.brokers) == 3
+        ),
+        timeout,
+    )
+
+
+def test_killing_the_leader_loses_nothing_acknowledged(lab: Lab, embedded: EmbeddedLab) -> None:
+    topic = f"it.leader-kill.{uuid.uuid4().hex[:6]}"
+    lab.create_topic(topic, partitions=1, replication_factor=3)
+    victim = leader_of(lab, topic)
+    tally = Tally()
+    producer = lab.producer(
+        {"acks": "all", "enable.idempotence": True, "linger.ms": 5, "delivery.timeout.ms": 120_000}
+    )
+    start = time.monotonic()
+    for i in range(RECORDS):
+        producer.produce(topic, value=str(i), on_delivery=tally.on_delivery)
+        producer.poll(0)
+        if i == KILL_AT:
+            run = run_lab("kill", str(victim))
+            assert run.returncode == 0, run.stderr
+        ahead = i / RATE - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+    assert producer.flush(120) == 0
+    new_leader = leader_of(lab, topic)
+    restarted = run_lab("start", str(victim))
+    assert restarted.returncode == 0, restarted.stderr
+
+    values = read_values(lab, topic, len(tally.acked))
+    lost = tally.acked - set(values)
+    duplicates = len(values) - len(set(values))
+    print(
+        f"\nleader kill: produced={RECORDS} acknowledged={len(tally.acked)} "
+        f"failed={len(tally.failed)} "
+        f"read={len(values)} lost={len(lost)} duplicated={duplicates} "
+        f"leader {victim} -> {new_leader}"
+    )
+    assert new_leader != victim
+    assert lost == set(), f"{len(lost)} acknowledged records are missing, e.g. {sorted(lost)[:5]}"
+    assert duplicates == 0
+    assert tally.failed == []  # two of three replicas stayed in sync: every write succeeded
+    assert sorted(values) == list(range(RECORDS))
+    wait_fully_replicated(lab)
+    lab.delete_topic(topic)
+
+
+def test_pause_and_resume_a_node(lab: Lab, embedded: EmbeddedLab) -> None:
+    assert run_lab("pause", "3").returncode == 0
+    assert embedded.status()["components"][2]["state"] == "paused"
+    # The cluster keeps serving with one node frozen.
+    producer = lab.producer({"acks": "all", "message.timeout.ms": 60_000})
+    errors: list[KafkaError] = []
+    topic = f"it.pause.{uuid.uuid4().hex[:6]}"
+    lab.create_topic(topic, partitions=1)
+    for i in range(100):
+        producer.produce(topic, value=str(i), on_delivery=lambda e, m: e and errors.append(e))
+    assert run_lab("resume", "3").returncode == 0
+    assert producer.flush(90) == 0
+    assert errors == []
+    assert embedded.status()["components"][2]["state"] == "running"
+    wait_fully_replicated(lab)
+    lab.delete_topic(topic)
