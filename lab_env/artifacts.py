@@ -10,12 +10,15 @@ the next fetch.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import json
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,6 +31,7 @@ from lab_env.errors import LabError
 
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 MANIFEST = "manifest.json"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,13 @@ def _maven(cfg: C.LabConfig) -> str:
     return mvn
 
 
+def _die_with_parent() -> None:
+    """In the Maven child: be killed when the lab dies, even by SIGKILL (Linux), so no orphan
+    keeps writing into a folder the next fetch has already swept away."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _run_maven(
     cfg: C.LabConfig, closure: Closure, work: Path, report: Callable[[str], None]
 ) -> None:
@@ -191,7 +202,12 @@ def _run_maven(
     else:  # exactly the named files: a distribution's own POM tree is not ours to resolve
         argv += [f"{DEPENDENCY_PLUGIN}:copy", f"-Dartifact={','.join(closure.coords)}"]
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=work
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=work,
+        preexec_fn=_die_with_parent,
     )
     errors: list[str] = []
     assert proc.stdout is not None

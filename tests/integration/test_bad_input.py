@@ -77,18 +77,8 @@ def test_maven_failure_leaves_cache_clean(isolated: dict[str, str], tmp_path: Pa
     assert leftovers == [".lock"]
 
 
-def test_interrupted_download_leaves_nothing_half_written(
-    isolated: dict[str, str], tmp_path: Path
-) -> None:
-    """A real download from Maven Central into an empty repository, interrupted mid-way."""
-    cache, env = (
-        tmp_path / "cache",
-        {
-            **isolated,
-            "KAFKA_LAB_CACHE": str(tmp_path / "cache"),
-            "KAFKA_LAB_MAVEN_REPO": str(tmp_path / "m2"),
-        },
-    )
+def start_fetch(env: dict[str, str]) -> subprocess.Popen[str]:
+    """`lab fetch broker`, returned once files are arriving from Maven Central."""
     proc = subprocess.Popen(
         [str(LAB), "fetch", "broker"],
         stderr=subprocess.PIPE,
@@ -97,19 +87,38 @@ def test_interrupted_download_leaves_nothing_half_written(
         env={**os.environ, **env},
     )
     assert proc.stderr is not None
-    for line in proc.stderr:  # wait until files are arriving
+    for line in proc.stderr:
         if "broker:" in line:
             break
-    proc.send_signal(signal.SIGINT)
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_download_leaves_nothing_half_written(
+    isolated: dict[str, str], tmp_path: Path, sig: signal.Signals
+) -> None:
+    """A real download from Maven Central into an empty repository, interrupted mid-way.
+
+    Ctrl-C or a polite kill clean up at once; after SIGKILL nothing can, but the half-written
+    folder is never published and the next fetch sweeps it away.
+    """
+    cache = tmp_path / "cache"
+    env = {**isolated, "KAFKA_LAB_CACHE": str(cache), "KAFKA_LAB_MAVEN_REPO": str(tmp_path / "m2")}
+    proc = start_fetch(env)
+    proc.send_signal(sig)
     _, rest = proc.communicate(timeout=60)
-    assert proc.returncode == 130, rest
-    assert "Interrupted" in rest and "Traceback" not in rest
     root = cache / "artifacts"
-    assert not list(root.glob(".tmp-*")), "a half-written download was left behind"
-    assert not any(p.is_dir() for p in root.iterdir()), "an incomplete closure was published"
+    assert not any(p.is_dir() and not p.name.startswith(".tmp-") for p in root.iterdir()), (
+        "an incomplete closure was published"
+    )
+    if sig != signal.SIGKILL:
+        assert proc.returncode == 130, rest
+        assert "Interrupted" in rest and "Traceback" not in rest
+        assert not list(root.glob(".tmp-*")), "a half-written download was left behind"
 
     again = run_lab("fetch", "broker", env=env)
     assert again.returncode == 0, again.stderr
+    assert not list(root.glob(".tmp-*"))
     cfg = load_config({**os.environ, **env})
     assert artifacts.problems(artifacts.closure_dir(cfg, "broker"), deep=True) == []
 
