@@ -154,10 +154,21 @@ class Registry:
             with contextlib.suppress(psutil.Error):
                 proc.resume()  # a stopped process cannot act on SIGTERM
                 proc.terminate()
-                try:
-                    proc.wait(timeout)
-                except psutil.TimeoutExpired:
+            if not _wait_stopped(record, timeout):
+                with contextlib.suppress(psutil.Error):
                     proc.kill()
-                    proc.wait(10)
+                _wait_stopped(record, 10)
         self.forget(name)
         return True
+
+
+def _wait_stopped(record: ProcessRecord, timeout: float) -> bool:
+    """Poll until the process is gone. Not ``psutil.wait()``: a process that another Python
+    process started (a notebook kernel, the test session) lingers as a zombie until that parent
+    reaps it, and a zombie has stopped for every purpose of the lab."""
+    deadline = time.monotonic() + timeout
+    while record.state() != STOPPED:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -202,3 +203,35 @@ def test_zombie_child_is_reported_stopped_and_reaped(reg: Registry, tmp_path: Pa
     assert record.state() == STOPPED
     assert not psutil.pid_exists(record.pid)  # reaped by process()
     assert reg.live("zombie") is None
+
+
+def test_stop_does_not_wait_for_a_zombie_whose_parent_lives_on(tmp_path: Path) -> None:
+    """A lab started from a long-lived Python process (a notebook kernel, the test session) and
+    stopped from another (`lab down`): the stopped process stays a zombie until its parent reaps
+    it. stop() must see that it has stopped, not wait out its timeouts."""
+    run_dir = tmp_path / "run"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from lab_env.processes import Registry;"
+            f"Registry(Path({str(run_dir)!r})).spawn('child', ['sleep', '60'], "
+            f"Path({str(tmp_path / 'child.log')!r}), []);"
+            "print('spawned', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "spawned"
+        registry = Registry(run_dir)
+        record = registry.live("child")
+        assert record is not None and record.state() == RUNNING
+        start = time.monotonic()
+        assert registry.stop("child", timeout=30) is True
+        assert time.monotonic() - start < 5
+        assert psutil.Process(record.pid).status() == psutil.STATUS_ZOMBIE  # parent never reaped
+        assert registry.live("child") is None
+    finally:
+        parent.kill()
+        parent.wait()
