@@ -130,6 +130,11 @@ class EmbeddedLab:
         if start_prometheus:
             wanted["prometheus"] = self.cfg.ports.prometheus
         ports.require_free(self.cfg.host, wanted)
+        for node in self.nodes.values():  # `up` means healthy: a frozen node is thawed
+            record = self.procs.live(node.name)
+            if record is not None and record.state() == PAUSED:
+                self.procs.signal(node.name, signal.SIGCONT)
+                report(f"resumed {node.name} (it was paused)")
         if not (missing or start_registry or start_prometheus):
             report("everything was already running; checking health")
         if missing:

@@ -104,19 +104,37 @@ def test_killing_the_leader_loses_nothing_acknowledged(lab: Lab, embedded: Embed
     lab.delete_topic(topic)
 
 
+def state(embedded: EmbeddedLab, name: str) -> str:
+    return next(c["state"] for c in embedded.status()["components"] if c["name"] == name)
+
+
 def test_pause_and_resume_a_node(lab: Lab, embedded: EmbeddedLab) -> None:
-    assert run_lab("pause", "3").returncode == 0
-    assert embedded.status()["components"][2]["state"] == "paused"
-    # The cluster keeps serving with one node frozen.
-    producer = lab.producer({"acks": "all", "message.timeout.ms": 60_000})
-    errors: list[KafkaError] = []
     topic = f"it.pause.{uuid.uuid4().hex[:6]}"
     lab.create_topic(topic, partitions=1)
-    for i in range(100):
-        producer.produce(topic, value=str(i), on_delivery=lambda e, m: e and errors.append(e))
-    assert run_lab("resume", "3").returncode == 0
+    producer = lab.producer({"acks": "all", "message.timeout.ms": 60_000})
+    errors: list[KafkaError] = []
+    try:
+        assert run_lab("pause", "3").returncode == 0
+        assert state(embedded, "kafka-3") == "paused"
+        # The cluster keeps serving with one node frozen: its partitions move to live leaders.
+        for i in range(100):
+            producer.produce(topic, value=str(i), on_delivery=lambda e, m: e and errors.append(e))
+        producer.poll(1)
+    finally:
+        assert run_lab("resume", "3").returncode == 0
     assert producer.flush(90) == 0
     assert errors == []
-    assert embedded.status()["components"][2]["state"] == "running"
+    assert state(embedded, "kafka-3") == "running"
     wait_fully_replicated(lab)
     lab.delete_topic(topic)
+
+
+def test_up_resumes_a_paused_node(lab: Lab, embedded: EmbeddedLab) -> None:
+    try:
+        assert run_lab("pause", "2").returncode == 0
+        up = run_lab("up", timeout=180)
+    finally:
+        run_lab("resume", "2")
+    assert up.returncode == 0, up.stderr
+    assert "resumed kafka-2" in up.stderr
+    assert state(embedded, "kafka-2") == "running"
