@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from lab_env import health
 from lab_env.backends import Backend, backend
 from lab_env.config import LabConfig, load_config
 from lab_env.errors import LabError
@@ -36,6 +37,7 @@ class Lab:
     def __init__(self, cfg: LabConfig | None = None) -> None:
         self.config = cfg or load_config()
         self.backend: Backend = backend(self.config)
+        self._admin: AdminClient | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -59,7 +61,17 @@ class Lab:
         return {**self.config.client_config(), **(config or {})}
 
     def admin(self, config: dict[str, Any] | None = None) -> AdminClient:
-        return AdminClient(self.client_config(config))
+        """The lab's admin client, one instance reused for the lab's lifetime.
+
+        Reuse is not only cheaper: a client that is garbage-collected cancels its pending
+        futures, so ``lab.admin().describe_configs(...)[r].result()`` would fail on a fresh,
+        unreferenced client. With ``config`` overrides a new client is returned.
+        """
+        if config:
+            return AdminClient(self.client_config(config))
+        if self._admin is None:
+            self._admin = AdminClient(self.client_config())
+        return self._admin
 
     def producer(self, config: dict[str, Any] | None = None) -> Producer:
         return Producer(self.client_config(config))
@@ -86,8 +98,7 @@ class Lab:
 
     def describe(self) -> dict[str, Any]:
         """Cluster id, brokers, quorum leader, registry and Prometheus state, as plain data."""
-        admin = self.admin()  # keep a reference: a collected client cancels its futures
-        cluster = admin.describe_cluster(request_timeout=10).result()
+        cluster = self.admin().describe_cluster(request_timeout=10).result()
         status = self.backend.status()
         return {
             "backend": self.backend.name,
@@ -112,9 +123,13 @@ class Lab:
         config: dict[str, str] | None = None,
         exist_ok: bool = False,
     ) -> None:
-        """Create a topic and wait until the cluster confirms it."""
-        admin = self.admin()
-        future = admin.create_topics(
+        """Create a topic and wait until every broker can serve it.
+
+        CreateTopics returns once the controller has committed the topic; brokers learn of it a
+        moment later. Waiting for every partition to have a leader in the metadata spares the
+        next call an UNKNOWN_TOPIC_OR_PART.
+        """
+        future = self.admin().create_topics(
             [NewTopic(name, partitions, replication_factor, config=config or {})],
             request_timeout=30,
         )[name]
@@ -125,10 +140,21 @@ class Lab:
             if exist_ok and error.name() == "TOPIC_ALREADY_EXISTS":
                 return
             raise LabError(f"Creating topic {name!r} failed: {error.str()}") from None
+        health.wait_for(
+            f"topic {name!r} to appear in the metadata",
+            lambda: self._has_leaders(name, partitions),
+            timeout=30,
+            interval=0.1,
+        )
+
+    def _has_leaders(self, name: str, partitions: int) -> bool:
+        topic = self.admin().list_topics(name, timeout=10).topics.get(name)
+        if topic is None or topic.error is not None or len(topic.partitions) < partitions:
+            return False
+        return all(p.leader >= 0 for p in topic.partitions.values())
 
     def delete_topic(self, name: str) -> None:
-        admin = self.admin()
-        future = admin.delete_topics([name], request_timeout=30)[name]
+        future = self.admin().delete_topics([name], request_timeout=30)[name]
         try:
             future.result()
         except KafkaException as exc:

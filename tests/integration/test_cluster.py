@@ -165,3 +165,10 @@ def test_producer_perf_test_tool(lab: Lab, topic: str) -> None:
     )
     assert perf.returncode == 0, perf.stderr
     assert "2000 records sent" in perf.stdout
+
+
+def test_admin_futures_survive_an_unreferenced_call(lab: Lab) -> None:
+    """The way learners write it: no variable holds the client while its future resolves."""
+    cluster = lab.admin().describe_cluster(request_timeout=10).result()
+    assert len(cluster.nodes) == 3
+    assert lab.admin() is lab.admin()
