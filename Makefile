@@ -4,12 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup lab up down status doctor test lint unit integration bench-startup clean
+.PHONY: help setup lab up down status doctor test lint unit integration notebooks labs bench-startup clean
 
 help:
 	@echo "make lab            set up, start the lab, open JupyterLab"
 	@echo "make up | down      start / stop the lab (no JupyterLab)"
 	@echo "make test           set up if needed, then lint and the whole test suite"
+	@echo "make labs           regenerate labs/ from solutions/"
 	@echo "make bench-startup  seconds from 'lab up' to healthy, and the stack's memory"
 
 $(STAMP): pyproject.toml
@@ -46,6 +47,12 @@ unit: setup
 
 integration: setup
 	$(BIN)/pytest tests/integration
+
+notebooks: setup
+	$(BIN)/pytest tests/notebooks
+
+labs: setup
+	$(BIN)/python -m lab_env.labs
 
 test: setup lint
 	$(BIN)/pytest

@@ -1,0 +1,1 @@
+"""The checks of each lab, one module per lab; each verifies the work against the cluster."""

@@ -1,0 +1,124 @@
+"""Every lesson and every solved lab runs headless against the real lab (papermill), and every
+unsolved learner copy fails its checks with the lab's own error, never another exception.
+
+Executed copies are kept in test-artifacts/notebooks/ for inspection.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from lab_env import labs
+from lab_env.api import Lab
+from lab_env.errors import LabError
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "notebooks"
+LESSONS = sorted((REPO / "notebooks").glob("*.ipynb"))
+SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
+LABS = sorted((REPO / "labs").glob("*.ipynb"))
+ALL = LESSONS + SOLUTIONS + LABS
+# Small sizes for CI, per notebook; every notebook also gets CI=True.
+CI_PARAMETERS: dict[str, dict[str, object]] = {
+    "00-welcome-and-lab-tour": {"TOUR_RECORDS": 300},
+}
+
+
+def execute(path: Path) -> Path:
+    out = ARTIFACTS / path.parent.name / path.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(path),
+        str(out),
+        parameters={"CI": True, **CI_PARAMETERS.get(path.stem, {})},
+        kernel_name="python3",
+        cwd=str(REPO),
+        progress_bar=False,
+        execution_timeout=300,
+    )
+    return out
+
+
+def label(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("path", LESSONS + SOLUTIONS, ids=label)
+def test_runs_headless(lab: Lab, path: Path) -> None:
+    execute(path)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("path", LABS, ids=label)
+def test_unsolved_lab_fails_its_own_check(lab: Lab, path: Path) -> None:
+    with pytest.raises(PapermillExecutionError) as failure:
+        execute(path)
+    assert failure.value.ename == "LabCheckError", (
+        f"{label(path)} failed with {failure.value.ename}: {failure.value.evalue}; an unsolved "
+        "lab must reach its check and fail there (give the solution region a # STUB:)"
+    )
+
+
+def test_labs_are_generated_from_solutions() -> None:
+    assert labs.stale() == [], "run `python -m lab_env.labs` to regenerate labs/"
+
+
+@pytest.mark.parametrize("path", ALL, ids=label)
+def test_stored_without_outputs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    dirty = [
+        i
+        for i, c in enumerate(notebook.cells)
+        if c.cell_type == "code" and (c.outputs or c.execution_count)
+    ]
+    assert dirty == [], f"{label(path)}: cells {dirty} have outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", ALL, ids=label)
+def test_has_a_parameters_cell(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{label(path)} needs exactly one cell tagged 'parameters'"
+    assert "CI = False" in tagged[0].source
+
+
+def test_every_lab_has_a_solution_region_and_a_check() -> None:
+    for path in SOLUTIONS:
+        text = path.read_text()
+        assert labs.BEGIN in text, f"{label(path)} has no solution region"
+        assert "check_" in text, f"{label(path)} calls no check"
+        assert json.loads(text)["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_strip_solutions_keeps_stubs_and_indentation() -> None:
+    source = "\n".join(
+        [
+            "x = 1",
+            "    ### BEGIN SOLUTION",
+            "    y = 2",
+            "    # STUB: y = None",
+            "    ### END SOLUTION",
+            "z = 3",
+        ]
+    )
+    assert labs.strip_solutions(source) == "x = 1\n    # YOUR CODE HERE\n    y = None\nz = 3"
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("### BEGIN SOLUTION\nx = 1", "never closed"),
+        ("x = 1\n### END SOLUTION", "without"),
+        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+    ],
+)
+def test_malformed_solution_regions_are_named(source: str, fragment: str) -> None:
+    with pytest.raises(LabError, match=fragment):
+        labs.strip_solutions(source, "lab.ipynb, cell 3")
