@@ -6,10 +6,11 @@ Tests marked ``disruptive`` kill, pause or restart lab processes; they run after
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -43,10 +44,36 @@ def embedded(lab: Lab) -> EmbeddedLab:
     return lab.backend
 
 
+def forget_subjects(lab: Lab, *subjects: str) -> None:
+    """Delete registry subjects a test created (soft, then permanently); absent ones are fine."""
+    registry = lab.registry()
+    for subject in subjects:
+        for permanent in (False, True):
+            with contextlib.suppress(Exception):
+                registry.delete_subject(subject, permanent=permanent)
+
+
 @pytest.fixture
-def topic(lab: Lab, request: pytest.FixtureRequest) -> Iterator[str]:
+def make_topic(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+    """Create topics named after the test; each is deleted (with its subjects) afterwards,
+    whether the test passed or not, so a shared lab does not fill up with leftovers."""
+    created: list[str] = []
+
+    def make(partitions: int = 3, replication_factor: int = 3) -> str:
+        base = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:60]
+        name = f"it.{base}.{uuid.uuid4().hex[:6]}"
+        lab.create_topic(name, partitions, replication_factor)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        with contextlib.suppress(Exception):
+            lab.delete_topic(name)
+        forget_subjects(lab, f"{name}-key", f"{name}-value")
+
+
+@pytest.fixture
+def topic(make_topic: Callable[..., str]) -> str:
     """A fresh topic (3 partitions, RF 3) named after the test; deleted afterwards."""
-    name = f"it.{re.sub(r'[^A-Za-z0-9]+', '-', request.node.name)[:60]}.{uuid.uuid4().hex[:6]}"
-    lab.create_topic(name)
-    yield name
-    lab.delete_topic(name)
+    return make_topic()

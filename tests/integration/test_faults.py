@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -63,9 +64,10 @@ def wait_fully_replicated(lab: Lab, timeout: float = 120) -> None:
     )
 
 
-def test_killing_the_leader_loses_nothing_acknowledged(lab: Lab, embedded: EmbeddedLab) -> None:
-    topic = f"it.leader-kill.{uuid.uuid4().hex[:6]}"
-    lab.create_topic(topic, partitions=1, replication_factor=3)
+def test_killing_the_leader_loses_nothing_acknowledged(
+    lab: Lab, embedded: EmbeddedLab, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic(partitions=1)
     victim = leader_of(lab, topic)
     tally = Tally()
     producer = lab.producer(
@@ -101,16 +103,16 @@ def test_killing_the_leader_loses_nothing_acknowledged(lab: Lab, embedded: Embed
     assert tally.failed == []  # two of three replicas stayed in sync: every write succeeded
     assert sorted(values) == list(range(RECORDS))
     wait_fully_replicated(lab)
-    lab.delete_topic(topic)
 
 
 def state(embedded: EmbeddedLab, name: str) -> str:
     return next(c["state"] for c in embedded.status()["components"] if c["name"] == name)
 
 
-def test_pause_and_resume_a_node(lab: Lab, embedded: EmbeddedLab) -> None:
-    topic = f"it.pause.{uuid.uuid4().hex[:6]}"
-    lab.create_topic(topic, partitions=1)
+def test_pause_and_resume_a_node(
+    lab: Lab, embedded: EmbeddedLab, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic(partitions=1)
     producer = lab.producer({"acks": "all", "message.timeout.ms": 60_000})
     errors: list[KafkaError] = []
     try:
@@ -126,7 +128,6 @@ def test_pause_and_resume_a_node(lab: Lab, embedded: EmbeddedLab) -> None:
     assert errors == []
     assert state(embedded, "kafka-3") == "running"
     wait_fully_replicated(lab)
-    lab.delete_topic(topic)
 
 
 def test_up_resumes_a_paused_node(lab: Lab, embedded: EmbeddedLab) -> None:

@@ -28,10 +28,8 @@ def test_up_twice_is_harmless(lab: Lab, embedded: EmbeddedLab) -> None:
 
 
 def test_data_survives_down_and_up_and_nothing_is_left_running(
-    lab: Lab, embedded: EmbeddedLab
+    lab: Lab, embedded: EmbeddedLab, topic: str
 ) -> None:
-    topic = f"it.survive.{uuid.uuid4().hex[:6]}"
-    lab.create_topic(topic, partitions=3)
     producer = lab.producer({"acks": "all"})
     for i in range(500):
         producer.produce(topic, key=str(i), value=str(i))
@@ -78,7 +76,6 @@ def test_data_survives_down_and_up_and_nothing_is_left_running(
     request = [_request(group, topic)]
     committed = admin.list_consumer_group_offsets(request, request_timeout=30)[group].result()
     assert sum(tp.offset for tp in committed.topic_partitions if tp.offset > 0) == seen
-    lab.delete_topic(topic)
 
 
 def _request(group: str, topic: str) -> ConsumerGroupTopicPartitions:

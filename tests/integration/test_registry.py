@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryError
@@ -13,6 +14,7 @@ from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSe
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from lab_env.api import Lab
+from tests.conftest import forget_subjects
 
 pytestmark = pytest.mark.cluster
 
@@ -43,8 +45,10 @@ def avro(schema: dict) -> Schema:
 
 
 @pytest.fixture
-def subject() -> str:
-    return f"it-{uuid.uuid4().hex[:8]}-value"
+def subject(lab: Lab) -> Iterator[str]:
+    name = f"it-{uuid.uuid4().hex[:8]}-value"
+    yield name
+    forget_subjects(lab, name)
 
 
 def test_default_compatibility_is_backward(lab: Lab) -> None:
