@@ -23,6 +23,11 @@ from lab_env.backends import Backend, backend
 from lab_env.config import LabConfig, load_config
 from lab_env.errors import LabError
 
+REGISTRY_TIMEOUT_S = 30
+# confluent-kafka 2.16 serializers first ask the registry for subjects "associated" with a topic;
+# Apicurio has no such API (404 on every new topic). Naming the strategy skips the lookup.
+SERIALIZER_CONFIG = {"subject.name.strategy.type": "TOPIC"}
+
 
 @dataclass
 class BrokerInfo:
@@ -85,7 +90,9 @@ class Lab:
         )
 
     def registry(self) -> SchemaRegistryClient:
-        return SchemaRegistryClient({"url": self.registry_url})
+        """confluent-kafka's registry client, with a timeout: it has none by default, and a
+        request the server never answers would otherwise block a notebook forever."""
+        return SchemaRegistryClient({"url": self.registry_url, "timeout": REGISTRY_TIMEOUT_S})
 
     # -- the cluster ----------------------------------------------------------------------------
 

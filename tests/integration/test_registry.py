@@ -13,7 +13,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from lab_env.api import Lab
+from lab_env.api import SERIALIZER_CONFIG, Lab
 from tests.conftest import forget_subjects
 
 pytestmark = pytest.mark.cluster
@@ -92,7 +92,7 @@ def test_subject_compatibility_can_be_changed(lab: Lab, subject: str) -> None:
 
 def test_avro_serializers_round_trip_through_kafka(lab: Lab, topic: str) -> None:
     client = lab.registry()
-    serializer = AvroSerializer(client, json.dumps(ORDER_V1))
+    serializer = AvroSerializer(client, json.dumps(ORDER_V1), conf=SERIALIZER_CONFIG)
     deserializer = AvroDeserializer(client)
     order = {"id": "o-1", "amount_cents": 1999, "created_at": 1_700_000_000_000}
     producer = lab.producer({"acks": "all"})
@@ -119,7 +119,7 @@ def test_avro_serializers_round_trip_through_kafka(lab: Lab, topic: str) -> None
 def test_old_reader_reads_new_data(lab: Lab, topic: str) -> None:
     client = lab.registry()
     subject = f"{topic}-value"
-    v2 = AvroSerializer(client, json.dumps(ORDER_V2))
+    v2 = AvroSerializer(client, json.dumps(ORDER_V2), conf=SERIALIZER_CONFIG)
     v1_reader = AvroDeserializer(client, json.dumps(ORDER_V1))
     ctx = SerializationContext(topic, MessageField.VALUE)
     data = v2({"id": "o-2", "amount_cents": 5, "created_at": 0, "coupon": "SAVE"}, ctx)
@@ -139,7 +139,9 @@ def test_json_schema_round_trip(lab: Lab, topic: str) -> None:
         "required": ["order_id", "ok"],
     }
     ctx = SerializationContext(topic, MessageField.VALUE)
-    data = JSONSerializer(json.dumps(schema), client)({"order_id": "o-3", "ok": True}, ctx)
+    data = JSONSerializer(json.dumps(schema), client, conf=SERIALIZER_CONFIG)(
+        {"order_id": "o-3", "ok": True}, ctx
+    )
     assert JSONDeserializer(json.dumps(schema), schema_registry_client=client)(data, ctx) == {
         "order_id": "o-3",
         "ok": True,
