@@ -27,6 +27,8 @@ ALL = LESSONS + SOLUTIONS + LABS
 # Small sizes for CI, per notebook; every notebook also gets CI=True.
 CI_PARAMETERS: dict[str, dict[str, object]] = {
     "00-welcome-and-lab-tour": {"TOUR_RECORDS": 300},
+    "01-core-concepts": {"RECORDS": 300, "KEYS": 50, "COMPACT_KEYS": 10, "VALUES_PER_KEY": 3},
+    "01-keys-and-compaction": {"ORDERS": 20},
 }
 
 
