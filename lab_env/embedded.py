@@ -88,7 +88,6 @@ class EmbeddedLab:
     # -- starting ---------------------------------------------------------------------------------
 
     def _start_node(self, node: kafka_nodes.Node, java: Java) -> ProcessRecord:
-        ports.require_free(self.cfg.host, node.ports())
         node.write_config()
         return self.procs.spawn(
             node.name,
@@ -259,6 +258,7 @@ class EmbeddedLab:
                 raise LabError(f"{node.name} is paused; `lab resume {node.node_id}` continues it.")
             return record
         java = find_java(self.cfg)
+        ports.require_free(self.cfg.host, node.ports())
         self.prepare_storage(java.path)
         record = self._start_node(node, java)
         health.wait_for(
