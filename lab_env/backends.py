@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any, Protocol
 
 import requests
 
 from lab_env import health
-from lab_env.config import LabConfig, node_id
+from lab_env.compose import PROJECT
+from lab_env.config import REPO, LabConfig, node_id
 from lab_env.embedded import EmbeddedLab, Report
 from lab_env.errors import LabError
-
-REPO = Path(__file__).resolve().parent.parent
+from lab_env.registry import answering
 
 
 class Backend(Protocol):
@@ -38,12 +37,7 @@ class Backend(Protocol):
 def reachability(cfg: LabConfig, name: str) -> dict[str, Any]:
     """What a lab we did not start looks like from outside: brokers, registry, Prometheus."""
     view = health.cluster_view(cfg, timeout=5.0)
-    try:
-        registry = (
-            "answering" if requests.get(f"{cfg.registry()}/subjects", timeout=3).ok else "down"
-        )
-    except requests.RequestException:
-        registry = "down"
+    registry = "answering" if answering(cfg, timeout=3) else "down"
     try:
         prometheus = "up" if requests.get(f"{cfg.prometheus()}/-/ready", timeout=3).ok else "down"
     except requests.RequestException:
@@ -111,7 +105,7 @@ class DockerBackend:
                 all=True,
                 filters={
                     "label": [
-                        "com.docker.compose.project=kafka-lab",
+                        f"com.docker.compose.project={PROJECT}",
                         f"com.docker.compose.service=kafka-{key}",
                     ]
                 },

@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lab_env import artifacts, doctor, tools
-from lab_env.backends import REPO, Backend, backend
-from lab_env.config import KAFKA_VERSION, LabConfig, load_config
+from lab_env.backends import Backend, backend
+from lab_env.config import KAFKA_VERSION, REPO, LabConfig, load_config
 from lab_env.embedded import EmbeddedLab
 from lab_env.errors import LabError
 

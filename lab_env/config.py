@@ -44,6 +44,8 @@ IMAGES = {
 }
 
 NODE_IDS = (1, 2, 3)
+# The source tree (the lab is installed editable from it): notebooks, compose file, solutions.
+REPO = Path(__file__).resolve().parent.parent
 
 # --- broker settings ----------------------------------------------------------------------------
 

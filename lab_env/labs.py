@@ -21,11 +21,11 @@ from pathlib import Path
 
 import nbformat
 
+from lab_env.config import REPO
 from lab_env.errors import LabError
 
 BEGIN, END, STUB = "### BEGIN SOLUTION", "### END SOLUTION", "# STUB: "
 PLACEHOLDER = "# YOUR CODE HERE"
-REPO = Path(__file__).resolve().parent.parent
 
 
 def strip_solutions(source: str, where: str = "cell") -> str:
