@@ -43,6 +43,7 @@ class Lab:
         self.config = cfg or load_config()
         self.backend: Backend = backend(self.config)
         self._admin: AdminClient | None = None
+        self._per_broker: list[AdminClient] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -132,9 +133,9 @@ class Lab:
     ) -> None:
         """Create a topic and wait until every broker can serve it.
 
-        CreateTopics returns once the controller has committed the topic; brokers learn of it a
-        moment later. Waiting for every partition to have a leader in the metadata spares the
-        next call an UNKNOWN_TOPIC_OR_PART.
+        CreateTopics returns once the controller has committed the topic; each broker learns of
+        it a moment later. Waiting until every broker's metadata shows a leader for every
+        partition spares the next call (to whichever broker) an UNKNOWN_TOPIC_OR_PART.
         """
         future = self.admin().create_topics(
             [NewTopic(name, partitions, replication_factor, config=config or {})],
@@ -149,13 +150,25 @@ class Lab:
             raise LabError(f"Creating topic {name!r} failed: {error.str()}") from None
         health.wait_for(
             f"topic {name!r} to appear in the metadata",
-            lambda: self._has_leaders(name, partitions),
+            lambda: all(self._has_leaders(c, name, partitions) for c in self._broker_admins()),
             timeout=30,
             interval=0.1,
         )
 
-    def _has_leaders(self, name: str, partitions: int) -> bool:
-        topic = self.admin().list_topics(name, timeout=10).topics.get(name)
+    def _broker_admins(self) -> list[AdminClient]:
+        """One admin client per broker, bootstrapped to that broker alone: with librdkafka's
+        sparse connections its metadata requests go to that broker, so together they show
+        whether every broker has applied a change (brokers apply metadata asynchronously)."""
+        if self._per_broker is None:
+            self._per_broker = [
+                AdminClient(self.client_config({"bootstrap.servers": f"{b.host}:{b.port}"}))
+                for b in self.brokers()
+            ]
+        return self._per_broker
+
+    @staticmethod
+    def _has_leaders(client: AdminClient, name: str, partitions: int) -> bool:
+        topic = client.list_topics(name, timeout=10).topics.get(name)
         if topic is None or topic.error is not None or len(topic.partitions) < partitions:
             return False
         return all(p.leader >= 0 for p in topic.partitions.values())
