@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import defaultdict
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from confluent_kafka.admin import ConfigResource
 
 from lab_env.api import Lab
 from lab_env.checks import passed, require
+from lab_env.records import read_all
 
 STATUSES = ("created", "paid", "packed", "shipped")
 PARTITIONS = 6
@@ -40,43 +39,6 @@ def order_events(orders: int) -> list[dict[str, str]]:
 def latest_status(events: list[dict[str, str]]) -> dict[str, str]:
     """Each order's last status in ``events``: what a compacted topic must keep."""
     return {e["order_id"]: e["status"] for e in events}
-
-
-def read_all(lab: Lab, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every record in ``topic``, read from the beginning of each partition up to its high
-    watermark. Assigning partitions (instead of subscribing) skips the group rebalance, and a
-    fresh group id means no committed offset can hide records."""
-    consumer = lab.consumer(f"lab-check-{uuid.uuid4().hex[:8]}", {"enable.auto.commit": False})
-    try:
-        partitions = lab.admin().list_topics(topic, timeout=10).topics[topic].partitions
-        todo: dict[int, int] = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                todo[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
-        records: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while todo and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error() is not None:
-                continue
-            key = msg.key()
-            value = msg.value()
-            records.append(
-                {
-                    "partition": msg.partition(),
-                    "offset": msg.offset(),
-                    "key": key.decode() if key is not None else None,
-                    "value": value.decode() if value is not None else None,
-                }
-            )
-            if msg.offset() + 1 >= todo.get(msg.partition(), 0):
-                todo.pop(msg.partition(), None)
-        require(not todo, f"could not read partitions {sorted(todo)} of {topic!r} in {timeout} s.")
-        return records
-    finally:
-        consumer.close()
 
 
 def _event(record: dict[str, Any], topic: str) -> dict[str, str]:
