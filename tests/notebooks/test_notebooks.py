@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -161,3 +163,38 @@ def test_strip_solutions_keeps_stubs_and_indentation() -> None:
 def test_malformed_solution_regions_are_named(source: str, fragment: str) -> None:
     with pytest.raises(LabError, match=fragment):
         labs.strip_solutions(source, "lab.ipynb, cell 3")
+
+
+NBVAL_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=label)
+def test_lesson_marks_a_deterministic_output(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    marked = [c for c in notebook.cells if c.cell_type == "code" and NBVAL_MARK in c.source]
+    assert marked, f"{label(path)}: mark a cell that prints deterministic facts with {NBVAL_MARK}"
+
+
+@pytest.mark.cluster
+def test_lessons_reproduce_their_checked_outputs(lab: Lab) -> None:
+    """nbval, lax mode, over the executed lessons: every cell runs again without error, and each
+    cell marked ``# NBVAL_CHECK_OUTPUT`` prints what it printed the first time.
+
+    The lessons are stored without outputs, so nbval compares against the papermill-executed
+    copies (CI sizes injected), which test_runs_headless leaves in test-artifacts/; a copy that
+    is missing or older than its lesson is executed first.
+    """
+    copies = []
+    for path in LESSONS:
+        out = ARTIFACTS / path.parent.name / path.name
+        if not out.exists() or out.stat().st_mtime < path.stat().st_mtime:
+            execute(path)
+        copies.append(str(out))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", *copies],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
