@@ -84,6 +84,8 @@ class Ports:
     brokers: tuple[int, ...] = (9092, 9093, 9094)
     controllers: tuple[int, ...] = (19092, 19093, 19094)
     exporters: tuple[int, ...] = (7071, 7072, 7073)
+    tls: tuple[int, ...] = (9192, 9193, 9194)  # secured listener: TLS with client certificates
+    sasl: tuple[int, ...] = (9292, 9293, 9294)  # secured listener: SASL_SSL, SCRAM-SHA-512
     registry: int = 8081
     registry_management: int = 8082  # the registry's health/metrics interface
     prometheus: int = 9090
@@ -96,6 +98,8 @@ class Ports:
             out[f"kafka-{node} (broker listener)"] = self.brokers[i]
             out[f"kafka-{node} (controller listener)"] = self.controllers[i]
             out[f"kafka-{node} (JMX exporter)"] = self.exporters[i]
+            out[f"kafka-{node} (TLS listener)"] = self.tls[i]
+            out[f"kafka-{node} (SASL_SSL listener)"] = self.sasl[i]
         out["schema registry"] = self.registry
         out["schema registry (management)"] = self.registry_management
         out["prometheus"] = self.prometheus
@@ -166,6 +170,8 @@ ENV_KEYS = {
     "KAFKA_LAB_BROKER_PORTS": "ports.brokers",
     "KAFKA_LAB_CONTROLLER_PORTS": "ports.controllers",
     "KAFKA_LAB_EXPORTER_PORTS": "ports.exporters",
+    "KAFKA_LAB_TLS_PORTS": "ports.tls",
+    "KAFKA_LAB_SASL_PORTS": "ports.sasl",
     "KAFKA_LAB_REGISTRY_PORT": "ports.registry",
     "KAFKA_LAB_REGISTRY_MANAGEMENT_PORT": "ports.registry_management",
     "KAFKA_LAB_PROMETHEUS_PORT": "ports.prometheus",
@@ -229,7 +235,7 @@ def _port(value: Any, name: str) -> int:
 def _apply(cfg: LabConfig, key: str, value: Any, source: str) -> LabConfig:
     if key.startswith("ports."):
         attr = key.split(".", 1)[1]
-        multi = attr in ("brokers", "controllers", "exporters")
+        multi = attr in ("brokers", "controllers", "exporters", "tls", "sasl")
         conv = _ports(value, source) if multi else _port(value, source)
         return replace(cfg, ports=replace(cfg.ports, **{attr: conv}))
     if key.startswith("heaps."):

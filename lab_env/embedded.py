@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lab_env import artifacts, health, kafka_nodes, monitoring, ports, registry
+from lab_env import artifacts, health, kafka_nodes, monitoring, ports, registry, security
 from lab_env.config import (
     APICURIO_VERSION,
     NODE_IDS,
@@ -137,6 +137,7 @@ class EmbeddedLab:
         if not (missing or start_registry or start_prometheus):
             report("everything was already running; checking health")
         if missing:
+            security.ensure_files(self.cfg)
             self.prepare_storage(java.path, report)
             for node in missing:
                 self._start_node(node, java)
@@ -183,6 +184,7 @@ class EmbeddedLab:
             lambda: self._node_failure(names),
         )
         report(f"brokers registered: {', '.join(map(str, view.brokers))}")
+        security.ensure_admin_user(self.cfg, client)
         leader = health.wait_for(
             "the nodes to agree on a KRaft quorum leader",
             lambda: health.quorum_leader(self.cfg),

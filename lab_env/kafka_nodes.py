@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from lab_env import artifacts
+from lab_env import artifacts, security
 from lab_env.config import BROKER_SETTINGS, KAFKA_VERSION, NODE_IDS, LabConfig
 from lab_env.errors import LabError
 from lab_env.java import Java
@@ -61,6 +61,14 @@ class Node:
         return self.cfg.ports.controllers[self.index]
 
     @property
+    def tls_port(self) -> int:
+        return self.cfg.ports.tls[self.index]
+
+    @property
+    def sasl_port(self) -> int:
+        return self.cfg.ports.sasl[self.index]
+
+    @property
     def exporter_port(self) -> int:
         return self.cfg.ports.exporters[self.index]
 
@@ -81,24 +89,35 @@ class Node:
             f"{self.name} broker listener": self.port,
             f"{self.name} controller listener": self.controller_port,
             f"{self.name} JMX exporter": self.exporter_port,
+            f"{self.name} TLS listener": self.tls_port,
+            f"{self.name} SASL_SSL listener": self.sasl_port,
         }
 
     def properties(self) -> dict[str, str]:
         host = self.cfg.host
         quorum = ",".join(f"{host}:{p}" for p in self.cfg.ports.controllers)
+        listeners = ",".join(
+            [
+                f"PLAINTEXT://{host}:{self.port}",
+                f"CONTROLLER://{host}:{self.controller_port}",
+                f"SSL://{host}:{self.tls_port}",
+                f"SASL_SSL://{host}:{self.sasl_port}",
+            ]
+        )
         return {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.bootstrap.servers": quorum,
-            "listeners": f"PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:{self.controller_port}",
-            "advertised.listeners": (
-                f"PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:{self.controller_port}"
+            "listeners": listeners,
+            "advertised.listeners": listeners,
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL"
             ),
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.data_dir),
             **BROKER_SETTINGS,
+            **security.broker_properties(self.cfg),
         }
 
     def write_config(self) -> None:

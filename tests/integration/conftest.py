@@ -15,7 +15,7 @@ from tests.helpers import free_ports
 @pytest.fixture
 def isolated(tmp_path: Path) -> dict[str, str]:
     """Environment for a second, empty lab home on free ports (the shared cache is reused)."""
-    p = free_ports(13)
+    p = free_ports(19)
     return {
         "KAFKA_LAB_HOME": str(tmp_path / "home"),
         "KAFKA_LAB_BROKER_PORTS": ",".join(map(str, p[0:3])),
@@ -25,4 +25,6 @@ def isolated(tmp_path: Path) -> dict[str, str]:
         "KAFKA_LAB_REGISTRY_MANAGEMENT_PORT": str(p[10]),
         "KAFKA_LAB_PROMETHEUS_PORT": str(p[11]),
         "KAFKA_LAB_JUPYTER_PORT": str(p[12]),
+        "KAFKA_LAB_TLS_PORTS": ",".join(map(str, p[13:16])),
+        "KAFKA_LAB_SASL_PORTS": ",".join(map(str, p[16:19])),
     }

@@ -379,12 +379,14 @@ def test_named_ports_list_every_lab_port_once() -> None:
         *ports.brokers,
         *ports.controllers,
         *ports.exporters,
+        *ports.tls,
+        *ports.sasl,
         ports.registry,
         ports.registry_management,
         ports.prometheus,
     ]
     assert sorted(named.values()) == sorted(expected)
-    assert len(set(named.values())) == len(named) == 12
+    assert len(set(named.values())) == len(named) == 18
 
 
 def test_named_ports_have_distinct_descriptions_naming_the_component() -> None:

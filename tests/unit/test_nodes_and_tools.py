@@ -59,9 +59,14 @@ def test_node_properties(moved: LabConfig, node_id: int) -> None:
     assert props["process.roles"] == "broker,controller"
     assert props["node.id"] == str(node_id)
     broker, controller = moved.ports.brokers[i], moved.ports.controllers[i]
+    tls, sasl = moved.ports.tls[i], moved.ports.sasl[i]
     assert props["listeners"] == (
-        f"PLAINTEXT://127.0.0.2:{broker},CONTROLLER://127.0.0.2:{controller}"
+        f"PLAINTEXT://127.0.0.2:{broker},CONTROLLER://127.0.0.2:{controller},"
+        f"SSL://127.0.0.2:{tls},SASL_SSL://127.0.0.2:{sasl}"
     )
+    assert props["advertised.listeners"] == props["listeners"]
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["listener.name.ssl.ssl.client.auth"] == "required"
     assert props["controller.quorum.bootstrap.servers"] == (
         "127.0.0.2:39092,127.0.0.2:39093,127.0.0.2:39094"
     )
@@ -81,6 +86,8 @@ def test_node_paths_and_ports(cfg: LabConfig) -> None:
         "kafka-2 broker listener": 9093,
         "kafka-2 controller listener": 19093,
         "kafka-2 JMX exporter": 7072,
+        "kafka-2 TLS listener": 9193,
+        "kafka-2 SASL_SSL listener": 9293,
     }
 
 
