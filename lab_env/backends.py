@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import requests
 
-from lab_env import health
-from lab_env.compose import PROJECT
+from lab_env import health, security
+from lab_env.compose import PROJECT, SECURITY_SOURCE
 from lab_env.config import REPO, LabConfig, node_id
 from lab_env.embedded import EmbeddedLab, Report
 from lab_env.errors import LabError
@@ -82,7 +82,9 @@ class DockerBackend:
             )
 
     def up(self, report: Report, timeout: float = 300.0) -> dict[str, Any]:
+        security.export_for_containers(self.cfg, REPO / SECURITY_SOURCE)
         self._compose("up", "-d", "--wait", "--wait-timeout", str(int(timeout)))
+        security.ensure_admin_user(self.cfg, health.admin(self.cfg))
         return self.status()
 
     def down(self, report: Report) -> list[str]:

@@ -237,16 +237,20 @@ def client_certificate(cfg: LabConfig, name: str) -> Identity:
     return identity
 
 
-def broker_properties(cfg: LabConfig) -> dict[str, str]:
-    """What every node adds to its configuration for the secured listeners."""
+def broker_properties(cfg: LabConfig, files: str | None = None) -> dict[str, str]:
+    """What every node adds to its configuration for the secured listeners. ``files`` is where
+    the broker finds ``ca.pem`` and ``broker.pem`` (default: the lab's security folder; the
+    docker backend mounts a copy into its containers)."""
+    where = files or str(folder(cfg))
     return {
         "ssl.keystore.type": "PEM",
-        "ssl.keystore.location": str(broker_keystore(cfg)),
+        "ssl.keystore.location": f"{where}/{broker_keystore(cfg).name}",
         "ssl.truststore.type": "PEM",
-        "ssl.truststore.location": str(ca_file(cfg)),
+        "ssl.truststore.location": f"{where}/{ca_file(cfg).name}",
         "listener.name.ssl.ssl.client.auth": "required",
-        # CN=orders,O=Kafka Microservices Lab -> User:orders
-        "ssl.principal.mapping.rules": "RULE:^CN=([^,]+),.*$/$1/,DEFAULT",
+        # "CN=orders,O=Kafka Microservices Lab" -> User:orders. The rule spells "CN=" as "CN."
+        # because the apache/kafka image drops environment values that contain "=".
+        "ssl.principal.mapping.rules": "RULE:^CN.([^,]+),.*$/$1/,DEFAULT",
         "sasl.enabled.mechanisms": MECHANISM,
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
             "org.apache.kafka.common.security.scram.ScramLoginModule required;"
@@ -254,6 +258,19 @@ def broker_properties(cfg: LabConfig) -> dict[str, str]:
         "authorizer.class.name": AUTHORIZER,
         "super.users": f"User:ANONYMOUS;User:{ADMIN}",
     }
+
+
+def export_for_containers(cfg: LabConfig, target: Path) -> None:
+    """Copy the CA certificate and the brokers' keystore to ``target`` for the docker backend.
+
+    The containers' user is not yours, so the copy of the keystore is readable by all: acceptable
+    for a lab key valid only for 127.0.0.1 and localhost, never for a real deployment."""
+    ensure_files(cfg)
+    target.mkdir(parents=True, exist_ok=True)
+    for source in (ca_file(cfg), broker_keystore(cfg)):
+        copy = target / source.name
+        copy.write_bytes(source.read_bytes())
+        copy.chmod(0o644)
 
 
 def tls_config(cfg: LabConfig, name: str) -> dict[str, str]:

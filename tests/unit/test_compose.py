@@ -116,6 +116,8 @@ def test_host_ports_match_config(services: dict[str, Any]) -> None:
         assert published(services[name]) == {
             compose.EXTERNAL_PORT: ports.brokers[i],
             compose.EXPORTER_PORT: ports.exporters[i],
+            compose.TLS_PORT: ports.tls[i],
+            compose.SASL_PORT: ports.sasl[i],
         }, name
     assert published(services["schema-registry"]) == {compose.REGISTRY_PORT: ports.registry}
     assert published(services["prometheus"]) == {compose.PROMETHEUS_PORT: ports.prometheus}
@@ -170,7 +172,12 @@ def test_listeners(services: dict[str, Any]) -> None:
         protocols = dict(
             p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
         )
-        assert set(protocols) == set(bound) == {"INTERNAL", "CONTROLLER", "EXTERNAL"}
+        assert set(protocols) == set(bound)
+        assert set(bound) == {"INTERNAL", "CONTROLLER", "EXTERNAL", "SSL", "SASL_SSL"}
+        assert protocols["SSL"] == "SSL" and protocols["SASL_SSL"] == "SASL_SSL"
+        for secured, port in (("SSL", Ports().tls[i]), ("SASL_SSL", Ports().sasl[i])):
+            assert advertised[secured] == (LabConfig().host, port)
+            assert published(services[name])[bound[secured][1]] == port
         assert "CONTROLLER" not in advertised
         assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
         assert advertised["INTERNAL"] == (name, bound["INTERNAL"][1])
@@ -234,6 +241,8 @@ def test_named_volumes_are_declared_and_bind_sources_exist(
 ) -> None:
     for name, service in services.items():
         for source, _ in mounts(service).values():
+            if source == compose.SECURITY_SOURCE:
+                continue  # written by `lab up` (docker backend) before the stack starts
             if source.startswith((".", "/")):
                 assert not source.startswith("/"), f"{name}: {source} is machine-specific"
                 assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
@@ -290,6 +299,8 @@ def test_custom_ports_flow_through() -> None:
         assert published(service) == {
             compose.EXTERNAL_PORT: ports.brokers[i],
             compose.EXPORTER_PORT: ports.exporters[i],
+            compose.TLS_PORT: ports.tls[i],
+            compose.SASL_PORT: ports.sasl[i],
         }
         assert all("host_ip" not in p for p in service["ports"])
     assert published(doc["services"]["jupyter"]) == {compose.JUPYTER_PORT: 18888}
@@ -317,3 +328,16 @@ def test_docker_compose_accepts_the_file() -> None:
         timeout=60,
     )
     assert result.returncode == 0, f"docker compose config rejected the file:\n{result.stderr}"
+
+
+def test_secured_listeners_use_the_mounted_lab_ca_and_keystore(services: dict[str, Any]) -> None:
+    for name in KAFKA:
+        env = services[name]["environment"]
+        assert mounts(services[name])[compose.SECURITY_DIR] == (compose.SECURITY_SOURCE, "ro")
+        assert env["KAFKA_SSL_KEYSTORE_LOCATION"] == f"{compose.SECURITY_DIR}/broker.pem"
+        assert env["KAFKA_SSL_TRUSTSTORE_LOCATION"] == f"{compose.SECURITY_DIR}/ca.pem"
+        assert env["KAFKA_LISTENER_NAME_SSL_SSL_CLIENT_AUTH"] == "required"
+        assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+        assert env["KAFKA_SUPER_USERS"] == "User:ANONYMOUS;User:admin"
+        # "$" reaches the broker as "$" only when written "$$" in the compose file
+        assert env["KAFKA_SSL_PRINCIPAL_MAPPING_RULES"] == "RULE:^CN.([^,]+),.*$$/$$1/,DEFAULT"
