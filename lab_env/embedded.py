@@ -136,8 +136,9 @@ class EmbeddedLab:
                 report(f"resumed {node.name} (it was paused)")
         if not (missing or start_registry or start_prometheus):
             report("everything was already running; checking health")
+        # Idempotent, and also for a lab that predates them: wait_healthy creates the admin user.
+        security.ensure_files(self.cfg)
         if missing:
-            security.ensure_files(self.cfg)
             self.prepare_storage(java.path, report)
             for node in missing:
                 self._start_node(node, java)
