@@ -1,0 +1,87 @@
+"""lab_env.producing on the real cluster: the benchmark counts what it sends, Kafka's tools report
+stored bytes and producer state, and a paused follower forces retries (and is always resumed)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from lab_env.api import Lab
+from lab_env.embedded import EmbeddedLab
+from lab_env.producing import (
+    Stats,
+    benchmark,
+    order_values,
+    paused_follower,
+    producer_state,
+    records_resent,
+    stored_bytes,
+    warm_up,
+)
+from lab_env.records import read_all
+
+pytestmark = pytest.mark.cluster
+
+
+def test_benchmark_delivers_every_record_and_compression_shrinks_the_log(
+    lab: Lab, make_topic: Callable[..., str]
+) -> None:
+    values = order_values(2000)
+    plain, packed = make_topic(), make_topic()
+    runs = {
+        topic: benchmark(lab, topic, {"linger.ms": 20, "compression.type": codec}, values)
+        for topic, codec in ((plain, "none"), (packed, "zstd"))
+    }
+    for run in runs.values():
+        assert (run.records, run.delivered, run.failed, run.complete) == (2000, 2000, 0, True)
+        assert run.row()["records/s"] > 0 and run.row()["p99 ms"] >= run.row()["p50 ms"]
+    sizes = stored_bytes(lab, [plain, packed])
+    assert sizes[plain] > sum(map(len, values))  # the records, plus batch headers
+    assert 0 < sizes[packed] < sizes[plain] / 2
+
+
+def test_the_broker_tracks_only_idempotent_producers(
+    lab: Lab, make_topic: Callable[..., str]
+) -> None:
+    tracked, untracked = make_topic(partitions=1), make_topic(partitions=1)
+    for topic, idempotence in ((tracked, True), (untracked, False)):
+        producer = lab.producer({"enable.idempotence": idempotence})
+        for i in range(10):
+            producer.produce(topic, value=str(i))
+        assert producer.flush(30) == 0
+    [state] = producer_state(lab, tracked)
+    assert state["last_sequence"] == 9 and state["producer_id"] >= 0
+    assert producer_state(lab, untracked) == []
+
+
+def run_with_paused_follower(
+    lab: Lab, embedded: EmbeddedLab, topic: str, idempotence: bool
+) -> tuple[int, int]:
+    """Duplicates stored and records resent while a follower is paused for 2 s."""
+    stats = Stats()
+    producer = lab.producer(
+        {"enable.idempotence": idempotence, "request.timeout.ms": 300, **stats.config()}
+    )
+    warm_up(producer, topic, stats)
+    with paused_follower(lab, topic, seconds=2.0) as victim:
+        for i in range(500):
+            producer.produce(topic, value=str(i))
+            producer.poll(0)
+        assert producer.flush(60) == 0
+    record = embedded.procs.live(f"kafka-{victim}")
+    assert record is not None and record.state() == "running"  # resumed, whatever happened
+    copies = Counter(r["value"] for r in read_all(lab, topic))
+    assert set(copies) == {str(i) for i in range(500)}
+    return sum(copies.values()) - len(copies), records_resent(stats.wait_next(producer))
+
+
+@pytest.mark.disruptive
+def test_a_paused_follower_forces_retries_that_only_idempotence_absorbs(
+    lab: Lab, embedded: EmbeddedLab, make_topic: Callable[..., str]
+) -> None:
+    duplicates, resent = run_with_paused_follower(lab, embedded, make_topic(partitions=1), False)
+    assert duplicates > 0 and resent >= duplicates
+    duplicates, resent = run_with_paused_follower(lab, embedded, make_topic(partitions=1), True)
+    assert duplicates == 0 and resent > 0
