@@ -89,6 +89,7 @@ class Ports:
     registry: int = 8081
     registry_management: int = 8082  # the registry's health/metrics interface
     prometheus: int = 9090
+    lag_exporter: int = 9308  # the lab's consumer-lag exporter (lab_env/lag_exporter.py)
     jupyter: int = 8888
 
     def named(self) -> dict[str, int]:
@@ -103,6 +104,7 @@ class Ports:
         out["schema registry"] = self.registry
         out["schema registry (management)"] = self.registry_management
         out["prometheus"] = self.prometheus
+        out["consumer-lag exporter"] = self.lag_exporter
         return out
 
 
@@ -175,6 +177,7 @@ ENV_KEYS = {
     "KAFKA_LAB_REGISTRY_PORT": "ports.registry",
     "KAFKA_LAB_REGISTRY_MANAGEMENT_PORT": "ports.registry_management",
     "KAFKA_LAB_PROMETHEUS_PORT": "ports.prometheus",
+    "KAFKA_LAB_LAG_EXPORTER_PORT": "ports.lag_exporter",
     "KAFKA_LAB_JUPYTER_PORT": "ports.jupyter",
     "KAFKA_LAB_BROKER_HEAP": "heaps.broker",
     "KAFKA_LAB_REGISTRY_HEAP": "heaps.registry",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from lab_env.errors import LabError
 from lab_env.java import Java, find_java
 from lab_env.processes import PAUSED, RUNNING, STARTED_MARK, STOPPED, ProcessRecord, Registry
 
-REGISTRY, PROMETHEUS = "registry", "prometheus"
+REGISTRY, PROMETHEUS, LAG_EXPORTER = "registry", "prometheus", "lag-exporter"
 Report = Callable[[str], None]
 
 
@@ -54,7 +55,7 @@ class EmbeddedLab:
         return self.nodes[node_id(name)]
 
     def components(self) -> list[str]:
-        return [n.name for n in self.nodes.values()] + [REGISTRY, PROMETHEUS]
+        return [n.name for n in self.nodes.values()] + [REGISTRY, LAG_EXPORTER, PROMETHEUS]
 
     def log_file(self, component: str) -> Path:
         if component not in self.components():
@@ -120,6 +121,7 @@ class EmbeddedLab:
         missing = [n for n in self.nodes.values() if self.procs.live(n.name) is None]
         start_registry = self.procs.live(REGISTRY) is None
         start_prometheus = bool(prom_bin) and self.procs.live(PROMETHEUS) is None
+        start_lag_exporter = self.procs.live(LAG_EXPORTER) is None
         # Every port is checked before anything starts: a busy port never leaves half a lab.
         wanted: dict[str, int] = {}
         for node in missing:
@@ -128,13 +130,15 @@ class EmbeddedLab:
             wanted.update(self._registry_ports())
         if start_prometheus:
             wanted["prometheus"] = self.cfg.ports.prometheus
+        if start_lag_exporter:
+            wanted["consumer-lag exporter"] = self.cfg.ports.lag_exporter
         ports.require_free(self.cfg.host, wanted)
         for node in self.nodes.values():  # `up` means healthy: a frozen node is thawed
             record = self.procs.live(node.name)
             if record is not None and record.state() == PAUSED:
                 self.procs.signal(node.name, signal.SIGCONT)
                 report(f"resumed {node.name} (it was paused)")
-        if not (missing or start_registry or start_prometheus):
+        if not (missing or start_registry or start_prometheus or start_lag_exporter):
             report("everything was already running; checking health")
         # Idempotent, and also for a lab that predates them: wait_healthy creates the admin user.
         security.ensure_files(self.cfg)
@@ -143,8 +147,19 @@ class EmbeddedLab:
             for node in missing:
                 self._start_node(node, java)
             report(f"started {', '.join(n.name for n in missing)}")
-        if start_prometheus:
+        if start_lag_exporter:
+            self.procs.spawn(
+                LAG_EXPORTER,
+                [sys.executable, "-m", "lab_env.lag_exporter"],
+                self.log_file(LAG_EXPORTER),
+                [self.cfg.ports.lag_exporter],
+            )
+        if prom_bin:
+            # Always current: a running Prometheus re-reads the configuration and alert rules.
             monitoring.write_config(self.cfg)
+            if not start_prometheus:
+                monitoring.reload(self.cfg)
+        if start_prometheus:
             self.procs.spawn(
                 PROMETHEUS,
                 monitoring.argv(self.cfg, str(prom_bin)),
@@ -206,7 +221,7 @@ class EmbeddedLab:
                 "Prometheus scrape targets to be up",
                 self._targets_up,
                 timeout,
-                lambda: self._node_failure([PROMETHEUS]),
+                lambda: self._node_failure([PROMETHEUS, LAG_EXPORTER]),
             )
             report("Prometheus scraping every target")
         else:
@@ -217,13 +232,13 @@ class EmbeddedLab:
             found = monitoring.targets(self.cfg)
         except Exception:
             return False
-        return len(found) == len(NODE_IDS) + 1 and all(t["health"] == "up" for t in found)
+        return len(found) == len(NODE_IDS) + 2 and all(t["health"] == "up" for t in found)
 
     # -- stopping ---------------------------------------------------------------------------------
 
     def down(self, report: Report = _quiet) -> list[str]:
         """Stop everything gracefully: clients of Kafka first, then the nodes together."""
-        stopped = [name for name in (REGISTRY, PROMETHEUS) if self.procs.stop(name)]
+        stopped = [name for name in (REGISTRY, LAG_EXPORTER, PROMETHEUS) if self.procs.stop(name)]
         names = [n.name for n in self.nodes.values()]
         with ThreadPoolExecutor(len(names)) as pool:
             results = list(pool.map(lambda n: self.procs.stop(n, timeout=60), names))
@@ -300,6 +315,8 @@ class EmbeddedLab:
                 address = self.node(name).bootstrap
             elif name == REGISTRY:
                 address = self.cfg.registry()
+            elif name == LAG_EXPORTER:
+                address = f"http://{self.cfg.host}:{self.cfg.ports.lag_exporter}/metrics"
             else:
                 address = self.cfg.prometheus()
             comps.append(

@@ -15,7 +15,7 @@ from tests.helpers import free_ports
 @pytest.fixture
 def isolated(tmp_path: Path) -> dict[str, str]:
     """Environment for a second, empty lab home on free ports (the shared cache is reused)."""
-    p = free_ports(19)
+    p = free_ports(20)
     return {
         "KAFKA_LAB_HOME": str(tmp_path / "home"),
         "KAFKA_LAB_BROKER_PORTS": ",".join(map(str, p[0:3])),
@@ -27,4 +27,5 @@ def isolated(tmp_path: Path) -> dict[str, str]:
         "KAFKA_LAB_JUPYTER_PORT": str(p[12]),
         "KAFKA_LAB_TLS_PORTS": ",".join(map(str, p[13:16])),
         "KAFKA_LAB_SASL_PORTS": ",".join(map(str, p[16:19])),
+        "KAFKA_LAB_LAG_EXPORTER_PORT": str(p[19]),
     }

@@ -384,9 +384,10 @@ def test_named_ports_list_every_lab_port_once() -> None:
         ports.registry,
         ports.registry_management,
         ports.prometheus,
+        ports.lag_exporter,
     ]
     assert sorted(named.values()) == sorted(expected)
-    assert len(set(named.values())) == len(named) == 18
+    assert len(set(named.values())) == len(named) == 19
 
 
 def test_named_ports_have_distinct_descriptions_naming_the_component() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -37,7 +39,8 @@ def cfg(tmp_path: Path) -> LabConfig:
 
 def test_scrape_config_targets_every_exporter_with_its_node_label(cfg: LabConfig) -> None:
     jobs = {job["job_name"]: job for job in monitoring.config(cfg)["scrape_configs"]}  # type: ignore[union-attr]
-    assert set(jobs) == {"kafka", "prometheus"}
+    assert set(jobs) == set(monitoring.JOBS) == {"kafka", "consumer-lag", "prometheus"}
+    assert jobs["consumer-lag"]["static_configs"] == [{"targets": ["127.0.0.1:9308"]}]
     assert jobs["kafka"]["static_configs"] == [
         {"targets": ["127.0.0.1:7071"], "labels": {"node": "1"}},
         {"targets": ["127.0.0.1:7072"], "labels": {"node": "2"}},
@@ -138,3 +141,25 @@ def test_scrape_of_a_closed_port_raises_a_requests_error() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(requests.ConnectionError):
         monitoring.scrape(f"http://127.0.0.1:{port}/metrics", timeout=1.0)
+
+
+def test_write_config_installs_the_alert_rules(cfg: LabConfig) -> None:
+    monitoring.write_config(cfg)
+    rules = yaml.safe_load((monitoring.rules_dir(cfg) / monitoring.ALERTS).read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    assert alerts == {
+        "KafkaBrokerDown",
+        "KafkaUnderReplicatedPartitions",
+        "KafkaOfflinePartitions",
+        "KafkaNoActiveController",
+        "KafkaConsumerLagGrowing",
+    }
+
+
+def test_alert_rules_pass_promtool() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian's prometheus package) is not installed")
+    rules = Path(monitoring.__file__).parent / "resources" / monitoring.ALERTS
+    check = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

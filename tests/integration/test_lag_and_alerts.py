@@ -1,0 +1,138 @@
+"""The consumer-lag exporter agrees with the admin API, Prometheus scrapes it, and the lab's alert
+rules go pending, fire during a broker fault and resolve after it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+import requests
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+from lab_env import monitoring
+from lab_env.api import Lab
+from lab_env.embedded import EmbeddedLab
+from lab_env.health import wait_for
+from tests.helpers import run_lab
+from tests.integration.test_faults import wait_fully_replicated
+
+pytestmark = pytest.mark.cluster
+
+
+def exporter(lab: Lab) -> dict[str, float]:
+    return monitoring.scrape(
+        f"http://{lab.config.host}:{lab.config.ports.lag_exporter}/metrics", timeout=10
+    )
+
+
+def promql(lab: Lab, query: str) -> list[dict]:
+    reply = requests.get(f"{lab.prometheus_url}/api/v1/query", params={"query": query}, timeout=10)
+    reply.raise_for_status()
+    return reply.json()["data"]["result"]
+
+
+def alert_states(lab: Lab) -> dict[str, str]:
+    reply = requests.get(f"{lab.prometheus_url}/api/v1/alerts", timeout=10)
+    reply.raise_for_status()
+    return {a["labels"]["alertname"]: a["state"] for a in reply.json()["data"]["alerts"]}
+
+
+def test_lag_exporter_matches_the_admin_api(lab: Lab, make_topic: Callable[..., str]) -> None:
+    topic = make_topic(partitions=3)
+    producer = lab.producer({"acks": "all"})
+    for i in range(300):
+        producer.produce(topic, key=str(i), value=str(i))
+    assert producer.flush(30) == 0
+    group = f"it-lag-{uuid.uuid4().hex[:6]}"
+    consumer = lab.consumer(group, {"enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen < 100 and time.monotonic() < deadline:
+        seen += sum(1 for m in consumer.consume(num_messages=20, timeout=1) if m.error() is None)
+    consumer.commit(asynchronous=False)
+    consumer.close()
+
+    answer = lab.admin().list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+    committed = {tp.partition: tp.offset for tp in answer[group].result().topic_partitions}
+    reader = lab.consumer(f"it-lag-read-{uuid.uuid4().hex[:6]}")
+    ends = {
+        p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(3)
+    }
+    reader.close()
+    # A closed group's lag covers the partitions it committed (a live member's assignment
+    # counts too, from the partition's start); both views must agree on those.
+    expected = {p: ends[p] - offset for p, offset in committed.items()}
+
+    samples = exporter(lab)
+    for p in expected:
+        key = f'kafka_consumergroup_lag{{group="{group}",partition="{p}",topic="{topic}"}}'
+        assert samples.get(key) == expected[p], (key, samples.get(key), expected[p])
+    total = f'kafka_consumergroup_lag_sum{{group="{group}",topic="{topic}"}}'
+    assert samples[total] == sum(expected.values())
+
+    # Prometheus has it too, within a couple of scrape intervals.
+    query = f'kafka_consumergroup_lag_sum{{group="{group}"}}'
+    wait_for(
+        "Prometheus to scrape the group's lag",
+        lambda: (r := promql(lab, query)) and float(r[0]["value"][1]) == sum(expected.values()),
+        timeout=30,
+        interval=1,
+    )
+
+
+def test_the_lab_loads_its_alert_rules(lab: Lab) -> None:
+    states = alert_states(lab)
+    reply = requests.get(f"{lab.prometheus_url}/api/v1/rules", timeout=10).json()
+    names = {r["name"] for g in reply["data"]["groups"] for r in g["rules"]}
+    assert {"KafkaBrokerDown", "KafkaUnderReplicatedPartitions", "KafkaNoActiveController"} <= names
+    assert "KafkaBrokerDown" not in states  # a healthy lab fires nothing about brokers
+
+
+@pytest.mark.disruptive
+def test_alerts_fire_during_a_broker_fault_and_resolve(
+    lab: Lab, embedded: EmbeddedLab, make_topic: Callable[..., str]
+) -> None:
+    make_topic(partitions=3)  # some partitions for the victim to lead and follow
+    timeline: list[tuple[float, dict[str, str]]] = []
+    start = time.monotonic()
+
+    def watch(done: Callable[[dict[str, str]], bool]) -> Callable[[], bool]:
+        def probe() -> bool:
+            states = alert_states(lab)
+            if not timeline or timeline[-1][1] != states:
+                timeline.append((round(time.monotonic() - start, 1), states))
+            return done(states)
+
+        return probe
+
+    assert run_lab("kill", "3").returncode == 0
+    try:
+        wait_for(
+            "KafkaBrokerDown and KafkaUnderReplicatedPartitions to fire",
+            watch(
+                lambda s: (
+                    s.get("KafkaBrokerDown") == "firing"
+                    and s.get("KafkaUnderReplicatedPartitions") == "firing"
+                )
+            ),
+            timeout=90,
+            interval=1,
+        )
+    finally:
+        restarted = run_lab("up")
+    assert restarted.returncode == 0, restarted.stderr
+    wait_fully_replicated(lab)
+    wait_for(
+        "the alerts to resolve",
+        watch(lambda s: "KafkaBrokerDown" not in s and "KafkaUnderReplicatedPartitions" not in s),
+        timeout=90,
+        interval=1,
+    )
+    print("\nalert timeline (s since the kill: states):")
+    for at, states in timeline:
+        print(f"  {at:6.1f}  {states}")
+    seen = [states.get("KafkaBrokerDown") for _, states in timeline]
+    assert "pending" in seen and "firing" in seen  # for: 10s means pending first
