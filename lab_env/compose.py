@@ -44,6 +44,7 @@ TLS_PORT = 9192  # mutual-TLS listener, published on cfg.ports.tls[i]
 SASL_PORT = 9292  # SASL_SSL (SCRAM-SHA-512) listener, published on cfg.ports.sasl[i]
 REGISTRY_PORT = 8081
 PROMETHEUS_PORT = 9090
+LAG_EXPORTER_PORT = 9308
 JUPYTER_PORT = 8888
 
 JMX_LIB = "/opt/jmx/lib"  # the named volume holding the agent jar
@@ -105,6 +106,7 @@ def _port(cfg: LabConfig, published: int, target: int) -> dict[str, Any]:
 def _check_ports(cfg: LabConfig) -> None:
     p = cfg.ports
     published = [*p.brokers, *p.exporters, *p.tls, *p.sasl, p.registry, p.prometheus, p.jupyter]
+    published.append(p.lag_exporter)
     clashes = sorted(port for port, n in Counter(published).items() if n > 1)
     if clashes:
         raise LabError(
@@ -259,7 +261,10 @@ def _schema_registry(cfg: LabConfig) -> dict[str, Any]:
 def _prometheus(cfg: LabConfig) -> dict[str, Any]:
     return {
         "image": IMAGES["prometheus"],
-        "volumes": ["./docker/prometheus.yml:/etc/prometheus/prometheus.yml:ro"],
+        "volumes": [
+            "./docker/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+            "./lab_env/resources/lab-alerts.yml:/etc/prometheus/rules/lab-alerts.yml:ro",
+        ],
         "ports": [_port(cfg, cfg.ports.prometheus, PROMETHEUS_PORT)],
         "healthcheck": _healthcheck(
             ["CMD", "wget", "-qO-", f"http://localhost:{PROMETHEUS_PORT}/-/ready"],
@@ -269,13 +274,34 @@ def _prometheus(cfg: LabConfig) -> dict[str, Any]:
     }
 
 
+def _build() -> dict[str, Any]:
+    """The JupyterLab image (environment.yml plus the lab package): the lag exporter runs in it."""
+    return {
+        "context": ".",
+        "dockerfile": "docker/jupyter.Dockerfile",
+        "args": {"BASE_IMAGE": IMAGES["jupyter"]},
+    }
+
+
+def _lag_exporter(cfg: LabConfig) -> dict[str, Any]:
+    return {
+        "build": _build(),
+        "environment": {
+            "KAFKA_LAB_BACKEND": "docker",
+            "KAFKA_LAB_BOOTSTRAP": internal_bootstrap(),
+            "KAFKA_LAB_HOST": "0.0.0.0",  # listen beyond the container's loopback
+        },
+        "working_dir": WORKDIR,
+        "volumes": [f".:{WORKDIR}"],
+        "command": ["python", "-m", "lab_env.lag_exporter", "--port", str(LAG_EXPORTER_PORT)],
+        "ports": [_port(cfg, cfg.ports.lag_exporter, LAG_EXPORTER_PORT)],
+        "depends_on": {f"kafka-{n}": {"condition": "service_healthy"} for n in NODE_IDS},
+    }
+
+
 def _jupyter(cfg: LabConfig) -> dict[str, Any]:
     return {
-        "build": {
-            "context": ".",
-            "dockerfile": "docker/jupyter.Dockerfile",
-            "args": {"BASE_IMAGE": IMAGES["jupyter"]},
-        },
+        "build": _build(),
         "environment": {
             "KAFKA_LAB_BACKEND": "docker",
             "KAFKA_LAB_BOOTSTRAP": internal_bootstrap(),
@@ -301,6 +327,7 @@ def render(cfg: LabConfig | None = None) -> dict[str, Any]:
     for index, node in enumerate(NODE_IDS):
         services[f"kafka-{node}"] = _kafka(cfg, index, node)
     services["schema-registry"] = _schema_registry(cfg)
+    services["lag-exporter"] = _lag_exporter(cfg)
     services["prometheus"] = _prometheus(cfg)
     services["jupyter"] = _jupyter(cfg)
     volumes: dict[str, Any] = {"jmx-exporter": {}}

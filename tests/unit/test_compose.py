@@ -83,7 +83,8 @@ def test_header_says_generated() -> None:
 
 def test_parses_with_expected_services(doc: dict[str, Any]) -> None:
     assert doc["name"] == compose.PROJECT
-    expected = {"jmx-exporter-fetch", *KAFKA, "schema-registry", "prometheus", "jupyter"}
+    expected = {"jmx-exporter-fetch", *KAFKA, "schema-registry", "lag-exporter", "prometheus"}
+    expected.add("jupyter")
     assert set(doc["services"]) == expected
 
 
@@ -273,8 +274,17 @@ def test_prometheus_scrapes_every_exporter(services: dict[str, Any]) -> None:
     source, _ = mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"]
     config = yaml.safe_load((ROOT / source).read_text())
     assert config["global"]["scrape_interval"] == "5s"
-    assert "rule_files" not in config
+    (rules,) = config["rule_files"]
+    assert mounts(services["prometheus"])[rules] == ("./lab_env/resources/lab-alerts.yml", "ro")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"prometheus", "kafka", "consumer-lag"}  # the embedded backend's jobs
+    lag = services["lag-exporter"]
+    assert jobs["consumer-lag"]["static_configs"][0]["targets"] == [
+        f"lag-exporter:{compose.LAG_EXPORTER_PORT}"
+    ]
+    assert lag["command"][-1] == str(compose.LAG_EXPORTER_PORT)
+    assert lag["environment"]["KAFKA_LAB_BOOTSTRAP"] == compose.internal_bootstrap()
+    assert published(lag) == {compose.LAG_EXPORTER_PORT: Ports().lag_exporter}
     assert jobs["prometheus"]["static_configs"][0]["targets"] == [
         f"localhost:{compose.PROMETHEUS_PORT}"
     ]
