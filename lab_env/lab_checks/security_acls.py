@@ -11,6 +11,7 @@ The probes (``connect``, ``produce``, ``read``, ``consume``, ``describe_group``,
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -277,17 +278,56 @@ def init_transactions(config: dict[str, Any], transactional_id: str) -> Outcome:
         return _error(exc.args[0])
 
 
-def until_allowed(attempt: Callable[[], Outcome], timeout: float = 15.0) -> Outcome:
-    """Repeat ``attempt`` until it is allowed (at most ``timeout`` seconds).
+def idempotent_producer_id(config: dict[str, Any], timeout: float = 10.0) -> tuple[Outcome, int]:
+    """Start an idempotent producer and wait until the broker gives it a producer id
+    (InitProducerId), as librdkafka's statistics report it (``eos.producer_id``), or refuses.
+
+    A refusal is fatal for an idempotent producer: librdkafka raises it from ``poll()``."""
+    ids: list[int] = []
+    errors: list[KafkaError] = []
+    producer = Producer(
+        {
+            **config,
+            **QUIET,
+            "enable.idempotence": True,
+            "statistics.interval.ms": 100,
+            "stats_cb": lambda stats: ids.append(json.loads(stats)["eos"]["producer_id"]),
+            "error_cb": errors.append,
+        }
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            producer.poll(0.1)
+        except KafkaException as exc:
+            return _error(exc.args[0]), -1
+        fatal = [e for e in errors if e.fatal()]
+        if fatal:
+            return _error(fatal[0]), -1
+        if ids and ids[-1] >= 0:
+            return Outcome(True), ids[-1]
+    return Outcome(False, "_TIMED_OUT", f"no producer id within {timeout:.0f} s"), -1
+
+
+def until(
+    attempt: Callable[[], Outcome], done: Callable[[Outcome], bool], timeout: float = 15.0
+) -> Outcome:
+    """Repeat ``attempt`` until ``done(outcome)`` (at most ``timeout`` seconds); return the last
+    outcome.
 
     CreateAcls returns once the controller has committed the ACL; each broker applies it from
     the metadata log a moment later, so the first attempt after a grant may still be denied."""
     deadline = time.monotonic() + timeout
     while True:
         outcome = attempt()
-        if outcome.allowed or time.monotonic() > deadline:
+        if done(outcome) or time.monotonic() > deadline:
             return outcome
         time.sleep(0.3)
+
+
+def until_allowed(attempt: Callable[[], Outcome], timeout: float = 15.0) -> Outcome:
+    """Repeat ``attempt`` until it is allowed (see ``until``)."""
+    return until(attempt, lambda outcome: outcome.allowed, timeout)
 
 
 # -- ACLs ----------------------------------------------------------------------------------------
