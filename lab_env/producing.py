@@ -78,6 +78,7 @@ class Run:
     delivered: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # error name -> failed deliveries
     seconds: float = 0.0  # first produce() to the end of flush()
+    cpu_seconds: float = 0.0  # CPU this process used meanwhile, librdkafka's threads included
     delivered_bytes: int = 0  # key + value bytes of delivered records
     latencies_ms: list[float] = field(default_factory=list)  # produce() to acknowledgement
     complete: bool = True  # False: the deadline stopped the run early
@@ -98,6 +99,7 @@ class Run:
             "failed": self.failed,
             "records/s": round(self.delivered / seconds),
             "MB/s": round(self.delivered_bytes / seconds / 1e6, 2),
+            "CPU s": round(self.cpu_seconds, 3),
             "p50 ms": round(percentile(self.latencies_ms, 0.50), 1),
             "p95 ms": round(percentile(self.latencies_ms, 0.95), 1),
             "p99 ms": round(percentile(self.latencies_ms, 0.99), 1),
@@ -207,7 +209,7 @@ def benchmark(
         if latency is not None:
             run.latencies_ms.append(latency * 1000)
 
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), time.process_time()
     deadline = start + deadline_s
     for i, value in enumerate(values):
         key = keys[i] if keys is not None else None
@@ -226,6 +228,7 @@ def benchmark(
         producer.poll(0)
     left = producer.flush(max(10.0, deadline - time.monotonic()))
     run.seconds = time.monotonic() - start
+    run.cpu_seconds = time.process_time() - cpu_start
     if left:
         run.complete = False
         run.errors["not delivered before the deadline"] += left
