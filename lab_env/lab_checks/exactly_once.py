@@ -208,6 +208,7 @@ class _Consumer(Consumer):
 
     def __init__(self, config: dict[str, Any], learner: dict[str, Any]) -> None:
         super().__init__(config)
+        self.config = config
         self.learner = learner  # the settings the learner passed, before the lab's defaults
         self.commits = 0
 
@@ -460,6 +461,18 @@ def _require_transactional_producer(clients: WorkerLab, scenario: Scenario) -> N
     )
 
 
+def _require_started(worker: WorkerThread, clients: WorkerLab, scenario: Scenario) -> None:
+    """What can be told once the worker has run a little: a crash before its first transaction,
+    or no transactional producer."""
+    _raise_check_errors(worker)
+    crashed = worker.error is not None and not isinstance(worker.error, InjectedFailure)
+    require(
+        not (crashed and not any(p.transactional for p in clients.producers)),
+        f"run_worker raised {_describe(worker.error)} before its first transaction.",
+    )
+    _require_transactional_producer(clients, scenario)
+
+
 def _require_clients(clients: WorkerLab, scenario: Scenario) -> None:
     _require_transactional_producer(clients, scenario)
     require(
@@ -557,8 +570,7 @@ def check_abort_path(lab: Lab, run_worker: Worker, records: int = RECORDS) -> No
         try:
             scenario.wait(worker, FIRST_WAVE_S)
             if clients.producers or not worker.alive():
-                _raise_check_errors(worker)
-                _require_transactional_producer(clients, scenario)
+                _require_started(worker, clients, scenario)
             scenario.write(second)
             done = scenario.wait(worker)
         finally:
@@ -617,8 +629,7 @@ def check_crash_recovery(lab: Lab, run_worker: Worker, records: int = RECORDS) -
         try:
             scenario.wait(zombie, FIRST_WAVE_S, unless=frozen_hook.frozen.is_set)
             if clients.producers or not zombie.alive():
-                _raise_check_errors(zombie)
-                _require_transactional_producer(clients, scenario)
+                _require_started(zombie, clients, scenario)
             scenario.write(second)
             if zombie.alive():
                 frozen_hook.frozen.wait(WAIT_S)

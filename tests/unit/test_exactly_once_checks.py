@@ -3,12 +3,18 @@ bookkeeping. No cluster needed."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 
 from lab_env.checks import LabCheckError
 from lab_env.lab_checks.exactly_once import (
     MARKER_KEY,
+    FailHook,
+    InjectedFailure,
     Verdict,
+    WorkerLab,
     explain,
     input_records,
     poison_records,
@@ -153,3 +159,68 @@ def test_bad_worker_arguments_are_refused(
         parse_args(argv)
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+# -- the lab the checked worker gets, and the hook (real clients, never connected) ----------------
+
+
+class FakeLab:
+    """Just enough of Lab for WorkerLab: client settings pointing nowhere (clients are created,
+    never used)."""
+
+    bootstrap_servers = "127.0.0.1:1"
+
+    def client_config(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap_servers, **(config or {})}
+
+
+def test_worker_lab_records_clients_and_passes_the_rest_through() -> None:
+    clients = WorkerLab(FakeLab())  # type: ignore[arg-type]
+    producer = clients.producer({"transactional.id": "t"})
+    consumer = clients.consumer("g", {"enable.auto.commit": False})
+    assert clients.producers == [producer] and clients.consumers == [consumer]
+    assert clients.transactional_producer(threading.get_ident()) is producer
+    assert consumer.learner == {"enable.auto.commit": False}  # what the learner asked for
+    assert clients.bootstrap_servers == "127.0.0.1:1"  # anything else is the real lab's
+
+
+def test_worker_lab_makes_consumers_static_members_when_asked() -> None:
+    static = WorkerLab(FakeLab(), static_id="worker-1")  # type: ignore[arg-type]
+    consumer = static.consumer("g", {"enable.auto.commit": False})
+    assert consumer.config["group.instance.id"] == "worker-1"
+    assert consumer.config["session.timeout.ms"] == 6000
+    mine = static.consumer("g", {"group.instance.id": "mine"})
+    assert mine.config["group.instance.id"] == "mine"  # the learner's own choice is kept
+    with pytest.raises(LabCheckError, match=r"group\.protocol=consumer"):
+        static.consumer("g", {"group.protocol": "consumer"})
+    plain = WorkerLab(FakeLab())  # type: ignore[arg-type]
+    plain.consumer("g", {"group.protocol": "consumer"})  # no replacement, no objection
+
+
+def test_non_transactional_producers_are_not_the_hooks() -> None:
+    clients = WorkerLab(FakeLab())  # type: ignore[arg-type]
+    clients.producer({"enable.idempotence": True})
+    assert clients.transactional_producer(threading.get_ident()) is None
+
+
+def test_fail_hook_fails_the_chosen_calls() -> None:
+    hook = FailHook(WorkerLab(FakeLab()), "out", fail_on=(1, 3))  # type: ignore[arg-type]
+    with pytest.raises(InjectedFailure):
+        hook()
+    hook()
+    with pytest.raises(InjectedFailure, match="transaction 3"):
+        hook()
+    hook()
+    assert (hook.calls, hook.failures, hook.markers) == (4, 2, 0)  # no producer: no marker
+
+
+def test_fail_hook_freezes_until_released() -> None:
+    hook = FailHook(WorkerLab(FakeLab()), "out", freeze_on=2)  # type: ignore[arg-type]
+    hook()
+    frozen = threading.Thread(target=hook)
+    frozen.start()
+    assert hook.frozen.wait(5)
+    assert frozen.is_alive()
+    hook.release.set()
+    frozen.join(5)
+    assert not frozen.is_alive()
