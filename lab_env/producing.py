@@ -338,7 +338,15 @@ def paused_follower(
     if not 0 < seconds <= 5:
         raise LabError(f"pause a broker for 0-5 s, not {seconds} s: others share the cluster.")
     victim = pick_follower(lab, topic, partition)
-    timer = threading.Timer(seconds, lambda: _resume(lab, victim))
+    lock, resumed = threading.Lock(), threading.Event()
+
+    def resume_once() -> None:  # the timer or the block's end, whichever comes first
+        with lock:
+            if not resumed.is_set():
+                _resume(lab, victim)
+                resumed.set()
+
+    timer = threading.Timer(seconds, resume_once)
     lab.faults.pause(victim)
     try:
         _wait_process(lab, victim, stopped=True)
@@ -346,7 +354,7 @@ def paused_follower(
         yield victim
     finally:
         timer.cancel()
-        _resume(lab, victim)
+        resume_once()
         wait_in_sync(lab)
 
 
