@@ -1,0 +1,450 @@
+"""Replication and failure, counted: who leads each partition and who is in sync, a bounded
+stream of numbered records produced through a fault, and what came back.
+
+    rows = partition_table(lab, topic)          # leader, replicas, ISR per partition
+    run = produce_numbered(lab, topic, {"acks": "all"}, 3000, rate=500,
+                           fault=lambda: lab.faults.kill(2), fault_after=1000)
+    tally = count(run.sent, run.acked, run.failed, numbers(read_all(lab, topic)))
+
+A record's number is its value, so a reader can say exactly which acknowledged records are
+missing and which are there twice. Kafka's own ``kafka-verifiable-producer`` and
+``kafka-verifiable-consumer`` (JSON lines on stdout) give an independent, Java-client witness.
+Everything is bounded: a record count, a rate, and a deadline on every wait.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    ElectionType,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import ConfigResource, NewTopic
+
+from lab_env import artifacts, health, tools
+from lab_env.api import Lab
+from lab_env.errors import LabError
+from lab_env.producing import _resume, _wait_process, wait_in_sync
+from lab_env.records import read_all
+
+Table = list[dict[str, Any]]
+
+
+# -- the partition state table -------------------------------------------------------------------
+
+
+def partition_table(lab: Lab, topic: str, timeout: float = 3.0) -> Table:
+    """One row per partition: its leader, its replicas (the first is the *preferred* leader),
+    its in-sync replicas (ISR) and the replicas out of sync, as the admin API describes them.
+
+    A paused broker accepts connections but never answers, and a client keeps asking the
+    broker it is connected to; so the question goes to each broker in turn (one admin client
+    bootstrapped to each), ``timeout`` seconds each, and the first answer is used.
+    """
+    clients = lab._broker_admins()
+    order = sorted(range(len(clients)), key=lambda i: i != _last_answer.get(id(lab), 0))
+    for i in order:
+        future = clients[i].describe_topics(TopicCollection([topic]), request_timeout=timeout)
+        try:
+            description = future[topic].result()
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise LabError(f"there is no topic {topic!r}.") from None
+            continue
+        _last_answer[id(lab)] = i
+        return [_row(p) for p in sorted(description.partitions, key=lambda p: p.id)]
+    raise LabError(f"no broker described {topic!r} within {timeout:.0f} s: see `lab status`.")
+
+
+_last_answer: dict[int, int] = {}
+
+
+def _row(p: Any) -> dict[str, Any]:
+    replicas = [n.id for n in p.replicas]
+    isr = [n.id for n in p.isr]
+    leader = p.leader.id if p.leader is not None else None
+    return {
+        "partition": p.id,
+        "leader": leader,
+        "replicas": replicas,
+        "isr": isr,
+        "out_of_sync": [r for r in replicas if r not in isr],
+        "preferred": replicas[0] if replicas else None,
+        "leader_is_preferred": bool(replicas) and leader == replicas[0],
+    }
+
+
+def _table_or_none(lab: Lab, topic: str) -> Table | None:
+    try:
+        return partition_table(lab, topic, timeout=2)
+    except LabError:  # no broker answered this time: ask again
+        return None
+
+
+def wait_for_table(
+    lab: Lab, topic: str, what: str, condition: Callable[[Table], bool], timeout: float = 60.0
+) -> float:
+    """Seconds until ``condition(partition_table(...))`` holds, polled every 0.2 s (bounded)."""
+    start = time.monotonic()
+    health.wait_for(
+        what,
+        lambda: (table := _table_or_none(lab, topic)) is not None and condition(table),
+        timeout,
+        interval=0.2,
+    )
+    return time.monotonic() - start
+
+
+class Watcher:
+    """Describes ``topic`` every ``interval`` s in a background thread (at most ``seconds``),
+    so the metadata's view of an election can be timed while a producer runs in the foreground.
+
+        with Watcher(lab, topic) as watch:
+            ...
+        watch.history  # rows of partition_table, each with "t": seconds since the start
+    """
+
+    def __init__(self, lab: Lab, topic: str, interval: float = 0.25, seconds: float = 120.0):
+        self.lab, self.topic, self.interval, self.seconds = lab, topic, interval, seconds
+        self.started = time.monotonic()
+        self.history: Table = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and time.monotonic() - self.started < self.seconds:
+            table = _table_or_none(self.lab, self.topic)
+            t = round(time.monotonic() - self.started, 2)
+            for row in table or []:
+                self.history.append({"t": t, **row})
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Watcher:
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def first(self, partition: int, condition: Callable[[dict[str, Any]], bool]) -> float | None:
+        """When (seconds since the start) ``partition`` first met ``condition``."""
+        return next(
+            (r["t"] for r in self.history if r["partition"] == partition and condition(r)), None
+        )
+
+
+def leader_of(lab: Lab, topic: str, partition: int) -> int | None:
+    return partition_table(lab, topic)[partition]["leader"]
+
+
+def create_topic_on(
+    lab: Lab, name: str, assignment: list[list[int]], config: dict[str, str] | None = None
+) -> None:
+    """Create a topic whose partition ``i`` lives on the brokers ``assignment[i]`` (the first is
+    its preferred leader), and wait until every broker serves it.
+
+    ``lab.create_topic`` lets the controller place replicas; a demonstration that kills one
+    broker needs to know which partitions live on it.
+    """
+    topic = NewTopic(name, len(assignment), replica_assignment=assignment, config=config or {})
+    try:
+        lab.admin().create_topics([topic], request_timeout=30)[name].result()
+    except KafkaException as exc:
+        raise LabError(f"Creating topic {name!r} failed: {exc.args[0].str()}") from None
+    health.wait_for(
+        f"topic {name!r} to appear in the metadata",
+        lambda: all(lab._has_leaders(c, name, len(assignment)) for c in lab._broker_admins()),
+        timeout=30,
+        interval=0.1,
+    )
+
+
+def broker_config(lab: Lab, node: int, names: Iterable[str]) -> Table:
+    """Broker ``node``'s value of each config, with whether it can change without a restart."""
+    resource = ConfigResource(ConfigResource.Type.BROKER, str(node))
+    entries = lab.admin().describe_configs([resource], request_timeout=10)[resource].result()
+    return [
+        {
+            "config": name,
+            "value": entries[name].value,
+            "default": entries[name].is_default,
+            "read_only": entries[name].is_read_only,
+        }
+        for name in names
+    ]
+
+
+def elect_preferred(lab: Lab, topic: str, partitions: Iterable[int]) -> dict[int, str]:
+    """Ask the controller to move each partition's leadership back to its preferred replica.
+    Returns each partition's outcome: ``"elected"``, or the error's name (ELECTION_NOT_NEEDED
+    when the preferred replica already leads)."""
+    # (confluent-kafka 2.16's elect_leaders rejects keyword arguments such as request_timeout)
+    future = lab.admin().elect_leaders(
+        ElectionType.PREFERRED, [TopicPartition(topic, p) for p in partitions]
+    )
+    outcome = {}
+    for tp, error in future.result().items():
+        if isinstance(error, KafkaException):
+            error = error.args[0]
+        outcome[tp.partition] = "elected" if error is None else error.name()
+    return dict(sorted(outcome.items()))
+
+
+def pause(lab: Lab, node: int) -> None:
+    """SIGSTOP ``node`` and wait until every thread of it has stopped."""
+    lab.faults.pause(node)
+    _wait_process(lab, node, stopped=True)
+
+
+def resume(lab: Lab, node: int) -> None:
+    """SIGCONT ``node`` and make sure it runs again (a paused node must never be left behind)."""
+    _resume(lab, node)
+
+
+def restart(lab: Lab, node: int, timeout: float = 120.0) -> float:
+    """Start a killed node, then wait until every partition is back in sync; seconds taken."""
+    start = time.monotonic()
+    while True:
+        try:
+            lab.faults.start(node)
+            break
+        except LabError as exc:
+            # A port of the node may still be held for a minute (TIME_WAIT) by a client
+            # connection that happened to get it as its ephemeral port: wait it out.
+            if "in use" not in str(exc) or time.monotonic() - start > timeout:
+                raise
+            time.sleep(2)
+    wait_in_sync(lab, timeout)
+    return time.monotonic() - start
+
+
+# -- a numbered stream, through a fault ----------------------------------------------------------
+
+
+@dataclass
+class Deliveries:
+    """What the producer was told about each numbered record."""
+
+    started: float = field(default_factory=time.monotonic)
+    sent: int = 0
+    acked: dict[int, tuple[float, int]] = field(default_factory=dict)  # n -> (s, partition)
+    failed: dict[int, str] = field(default_factory=dict)  # n -> error name
+    fault_at: float | None = None  # seconds after the start
+    fault_after: int | None = None  # the last record handed to the producer before the fault
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        number = int(msg.value())
+        if err is not None:
+            self.failed[number] = err.name()
+        else:
+            self.acked[number] = (time.monotonic() - self.started, msg.partition())
+
+    def timeline(self) -> Table:
+        """One row per acknowledged record: when it was acknowledged, and its partition."""
+        return [
+            {"record": n, "acked_s": round(t, 3), "partition": p}
+            for n, (t, p) in sorted(self.acked.items())
+        ]
+
+
+def produce_numbered(
+    lab: Lab,
+    topic: str,
+    config: dict[str, Any],
+    records: int,
+    rate: float,
+    fault: Callable[[], object] | None = None,
+    fault_after: int | None = None,
+    flush_timeout: float = 60.0,
+    first: int = 0,
+) -> Deliveries:
+    """Produce records ``first .. first+records-1`` (value and key: the number) at about
+    ``rate`` per second; call ``fault()`` once, right after record ``fault_after`` was handed
+    to the producer. Waits at most ``flush_timeout`` s for the outstanding acknowledgements,
+    then purges what is left: those records count as failed (``_PURGE_QUEUE`` /
+    ``_PURGE_INFLIGHT``), so a run never outlasts its bound.
+    """
+    if records < 1 or rate <= 0:
+        raise LabError(f"produce at least one record at a positive rate, not {records} at {rate}.")
+    producer = lab.producer(config)
+    producer.list_topics(topic, timeout=10)  # metadata first: the clock starts when records do
+    run = Deliveries()
+    for i in range(records):
+        number = first + i
+        producer.produce(topic, key=str(number), value=str(number), on_delivery=run.on_delivery)
+        run.sent += 1
+        producer.poll(0)
+        if fault is not None and i == fault_after:
+            run.fault_at, run.fault_after = time.monotonic() - run.started, number
+            fault()
+        ahead = (i + 1) / rate - (time.monotonic() - run.started)
+        if ahead > 0:
+            producer.poll(ahead)
+    if producer.flush(flush_timeout) > 0:
+        producer.purge()
+        producer.flush(5)
+    return run
+
+
+def first_ack_after(run: Deliveries) -> Table:
+    """Per partition: seconds from the fault to the first acknowledgement of a record produced
+    after it (acknowledgements of earlier records may still arrive just after the fault)."""
+    if run.fault_at is None or run.fault_after is None:
+        return []
+    rows = []
+    for partition in sorted({p for _, p in run.acked.values()}):
+        after = [t for n, (t, p) in run.acked.items() if p == partition and n > run.fault_after]
+        rows.append(
+            {
+                "partition": partition,
+                "first_ack_after_fault_s": round(min(after) - run.fault_at, 2) if after else None,
+            }
+        )
+    return rows
+
+
+# -- counting ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Count:
+    """A stream's outcome: what the producer was told, and what a reader found."""
+
+    sent: int
+    acknowledged: int
+    failed: int
+    read: int
+    lost: int  # acknowledged, but not in the topic
+    duplicated: int  # read more than once (extra copies)
+    unacknowledged_present: int  # not acknowledged (failed or never answered), yet in the topic
+    lost_examples: tuple[int, ...] = ()
+
+    def row(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "lost_examples"}
+
+
+def numbers(values: Iterable[Any], prefix: str = "") -> list[int]:
+    """The record numbers among ``values`` (str or bytes): ``"17"``, or ``"<prefix>.17"`` when
+    ``prefix`` is given (kafka-verifiable-producer's ``--value-prefix``, an integer).
+    Other values are skipped."""
+    out = []
+    for value in values:
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        if not isinstance(value, str):
+            continue
+        if prefix:
+            head, dot, value = value.partition(".")
+            if not dot or head != prefix:
+                continue
+        elif "." in value:
+            continue
+        if value.isdigit():
+            out.append(int(value))
+    return out
+
+
+def count(sent: int, acked: Iterable[int], failed: Iterable[int], read: Iterable[int]) -> Count:
+    """Compare what the producer was told with what a reader found."""
+    acked_set, read_list = set(acked), list(read)
+    read_set = set(read_list)
+    lost = sorted(acked_set - read_set)
+    return Count(
+        sent=sent,
+        acknowledged=len(acked_set),
+        failed=len(set(failed)),
+        read=len(read_list),
+        lost=len(lost),
+        duplicated=len(read_list) - len(read_set),
+        unacknowledged_present=len(read_set - acked_set),
+        lost_examples=tuple(lost[:5]),
+    )
+
+
+def read_numbers(lab: Lab, topic: str, prefix: str = "", timeout: float = 30.0) -> list[int]:
+    """Every record number in ``topic``, read back whole with ``read_all``.
+
+    Just after an election the new leader answers OFFSET_NOT_AVAILABLE until its high
+    watermark has caught up (a follower has fetched in the new leader epoch): ask again.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return numbers((r["value"] for r in read_all(lab, topic, timeout)), prefix)
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise LabError(f"could not read {topic!r}: {exc.args[0].str()}") from None
+            time.sleep(0.5)
+
+
+# -- Kafka's own verifiable tools: an independent witness -----------------------------------------
+
+
+def parse_events(stdout: str) -> list[dict[str, Any]]:
+    """The JSON objects a verifiable tool printed, one a line (other lines are skipped)."""
+    events = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events
+
+
+def producer_events(events: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """kafka-verifiable-producer's account: the numbers it was told were acknowledged, the
+    errors it got (exception class -> count), and its own summary (``tool_data``)."""
+    acked = [e.get("value") for e in events if e.get("name") == "producer_send_success"]
+    errors = Counter(
+        str(e.get("exception", "?")).rsplit(".", 1)[-1]
+        for e in events
+        if e.get("name") == "producer_send_error"
+    )
+    failed = [e.get("value") for e in events if e.get("name") == "producer_send_error"]
+    summary = next((e for e in events if e.get("name") == "tool_data"), {})
+    return {
+        "acked": numbers(acked, prefix),
+        "failed": numbers(failed, prefix),
+        "errors": dict(errors),
+        "sent": summary.get("sent"),
+    }
+
+
+def consumer_values(events: list[dict[str, Any]]) -> list[str]:
+    """The values kafka-verifiable-consumer (``--verbose``) read, in the order it read them."""
+    return [e.get("value") for e in events if e.get("name") == "record_data"]
+
+
+def run_tool(lab: Lab, tool: str, args: list[str], timeout: float) -> list[dict[str, Any]]:
+    """Run one of Kafka's verifiable tools with a hard deadline and return its JSON events.
+
+    ``tools.run`` has no deadline, and a verifiable consumer asked for more records than the
+    topic holds would wait forever; output printed before the deadline is kept.
+    """
+    artifacts.fetch(lab.config, "tools")
+    command = tools.argv(lab.config, tool, args)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout or ""
+        return parse_events(out.decode(errors="replace") if isinstance(out, bytes) else out)
+    events = parse_events(done.stdout)
+    if done.returncode != 0 and not events:
+        raise LabError(f"kafka-{tool} failed: {done.stderr.strip()[-600:]}")
+    return events
