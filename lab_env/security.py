@@ -28,11 +28,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
 from cryptography import x509
@@ -310,6 +311,18 @@ def upsert_user(admin: AdminClient, user: str, password: str) -> None:
             future.result()
     except KafkaException as exc:
         raise LabError(f"Creating SCRAM user {user!r} failed: {exc.args[0].str()}") from None
+
+
+def delete_user(admin: AdminClient, user: str) -> None:
+    """Delete SCRAM user ``user`` (fine if it does not exist)."""
+    deletion = UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512)
+    for future in admin.alter_user_scram_credentials([deletion], request_timeout=30).values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.RESOURCE_NOT_FOUND:
+                reason = exc.args[0].str()
+                raise LabError(f"Deleting SCRAM user {user!r} failed: {reason}") from None
 
 
 def ensure_admin_user(cfg: LabConfig, admin: AdminClient) -> None:

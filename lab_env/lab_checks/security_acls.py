@@ -38,8 +38,6 @@ from confluent_kafka.admin import (
     NewTopic,
     ResourcePatternType,
     ResourceType,
-    ScramMechanism,
-    UserScramCredentialDeletion,
 )
 
 from lab_env.api import Lab
@@ -377,17 +375,6 @@ def revoke_all(admin: AdminClient, principal: str) -> int:
     for future in admin.delete_acls([everything(principal)], request_timeout=30).values():
         deleted += len(future.result())
     return deleted
-
-
-def delete_user(admin: AdminClient, user: str) -> None:
-    """Delete SCRAM user ``user`` (fine if it does not exist)."""
-    deletion = UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512)
-    for future in admin.alter_user_scram_credentials([deletion], request_timeout=30).values():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.RESOURCE_NOT_FOUND:
-                raise
 
 
 def acl_rows(bindings: Iterable[AclBinding], replace: dict[str, str] | None = None) -> list[dict]:

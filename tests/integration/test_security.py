@@ -116,10 +116,22 @@ def grant(admin: AdminClient) -> Iterator[Callable[..., None]]:
             future.result()
 
 
+CREATED_USERS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _forget_users(lab: Lab) -> Iterator[None]:
+    """SCRAM users a test created are deleted afterwards, whether it passed or not."""
+    yield
+    while CREATED_USERS:
+        lab.delete_user(CREATED_USERS.pop())
+
+
 def scram_user(lab: Lab) -> tuple[str, str]:
     """A new SCRAM user with a random password, usable once authentication succeeds."""
     user, password = f"user-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    security.upsert_user(lab.admin(), user, password)
+    lab.create_user(user, password)
+    CREATED_USERS.append(user)
     config = security.sasl_config(lab.config, user, password)
     deadline = time.monotonic() + 20
     while refusal(config, 3):
