@@ -332,6 +332,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--idle-exit-s", type=float, help="exit after this many seconds without input"
     )
     parser.add_argument(
+        "--supervised",
+        action="store_true",
+        help="stop when stdin closes: the worker ends with the process that started it",
+    )
+    parser.add_argument(
         "--hang-in-txn",
         type=int,
         metavar="N",
@@ -359,11 +364,19 @@ def _hang_hook(producer: Producer, stop: threading.Event, txn: int | None) -> Ca
     return hook
 
 
+def _stop_at_eof(stop: threading.Event) -> None:
+    for _ in sys.stdin:
+        pass
+    stop.set()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.supervised:  # a notebook that dies must not leave workers behind
+        threading.Thread(target=_stop_at_eof, args=(stop,), daemon=True).start()
     base = load_config().client_config()
     instance = args.instance_id or args.transactional_id or args.group
     consumer = Consumer({**base, **consumer_config(args.group, instance)})
@@ -462,13 +475,16 @@ class WorkerProcess:
 
     ``wait_for(predicate, timeout)`` returns the first event matching ``predicate``; ``kill()``
     sends SIGKILL (no clean-up of any kind runs in the worker); ``stop()`` sends SIGTERM and waits.
+    The worker also stops when the process that started it ends (its stdin closes).
     """
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.argv = [sys.executable, "-m", "lab_env.transactional_worker", *args]
+        self.argv = [sys.executable, "-m", "lab_env.transactional_worker", "--supervised", *args]
+        # Nothing is ever written to its stdin: the pipe closes when this process ends (however
+        # it ends), and the worker stops then.
         self.proc = subprocess.Popen(
             self.argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -586,7 +602,7 @@ class WorkerProcess:
             reader.join(5)
         while self._drain(0.1) not in (None, False):
             pass
-        for pipe in (self.proc.stdout, self.proc.stderr):
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()
         return code
