@@ -11,6 +11,8 @@ import pytest
 from lab_env.checks import LabCheckError
 from lab_env.errors import LabError
 from lab_env.lab_checks.producers import (
+    Tally,
+    _require_exactly_once,
     exception_text,
     names_size_error,
     order_events,
@@ -216,3 +218,19 @@ def test_log_dir_sizes_take_one_replica_per_partition() -> None:
 def test_a_long_pause_is_refused_before_touching_the_cluster() -> None:
     with pytest.raises(LabError, match="0-5 s"), paused_follower(None, "t", seconds=30):  # type: ignore[arg-type]
         pass
+
+
+@pytest.mark.parametrize(
+    ("found", "fragment"),
+    [
+        (Tally(duplicates=3, duplicated_events=2), "is enable.idempotence on?"),
+        (Tally(missing=[4, 5]), "flush()"),
+        (Tally(wrong_keys=[1]), "key=event['order_id']"),
+        (Tally(unexpected=["x"]), "json.dumps(event)"),
+    ],
+)
+def test_exactly_once_failures_say_how_to_fix_them(found: Tally, fragment: str) -> None:
+    with pytest.raises(LabCheckError) as raised:
+        _require_exactly_once(found, order_events(6), "t")
+    assert fragment in str(raised.value)
+    _require_exactly_once(Tally(records=6), order_events(6), "t")  # a clean tally passes
