@@ -10,6 +10,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
+
 from lab_env import artifacts, health, kafka_nodes, monitoring, ports, registry, security
 from lab_env.config import (
     APICURIO_VERSION,
@@ -200,7 +202,6 @@ class EmbeddedLab:
             lambda: self._node_failure(names),
         )
         report(f"brokers registered: {', '.join(map(str, view.brokers))}")
-        security.ensure_admin_user(self.cfg, client)
         leader = health.wait_for(
             "the nodes to agree on a KRaft quorum leader",
             lambda: health.quorum_leader(self.cfg),
@@ -208,6 +209,14 @@ class EmbeddedLab:
             lambda: self._node_failure(names),
         )
         report(f"quorum leader: kafka-{leader}")
+        # SCRAM credentials are written through the controller: retried until it answers (a
+        # quorum that has just regained its majority may still be electing).
+        health.wait_for(
+            "the controller to store the admin user's SCRAM credentials",
+            lambda: self._admin_user(client),
+            timeout,
+            lambda: self._node_failure(names),
+        )
         health.wait_for(
             "the schema registry",
             lambda: registry.answering(self.cfg),
@@ -226,6 +235,13 @@ class EmbeddedLab:
             report("Prometheus scraping every target")
         else:
             report("no Prometheus binary found: the exporters serve, but nothing scrapes them")
+
+    def _admin_user(self, client: AdminClient) -> bool:
+        try:
+            security.ensure_admin_user(self.cfg, client)
+        except LabError:
+            return False
+        return True
 
     def _targets_up(self) -> bool:
         try:

@@ -108,6 +108,14 @@ def test_alerts_fire_during_a_broker_fault_and_resolve(
 
         return probe
 
+    wait_for(
+        "a quiet start: no broker alert pending or firing",
+        watch(lambda s: "KafkaBrokerDown" not in s and "KafkaUnderReplicatedPartitions" not in s),
+        timeout=90,
+        interval=1,
+    )
+    timeline.clear()
+    start = time.monotonic()
     assert run_lab("kill", "3").returncode == 0
     try:
         wait_for(
