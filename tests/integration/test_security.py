@@ -17,7 +17,6 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AclBinding,
-    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -28,6 +27,7 @@ from confluent_kafka.admin import (
 
 from lab_env import security
 from lab_env.api import Lab
+from lab_env.lab_checks import security_acls as acls
 
 pytestmark = pytest.mark.cluster
 QUIET = {"log_level": 0, "socket.connection.setup.timeout.ms": 3000}
@@ -88,32 +88,13 @@ def grant(admin: AdminClient) -> Iterator[Callable[..., None]]:
     """Create ACL bindings; every binding for the principals used is deleted afterwards."""
     principals: set[str] = set()
 
-    def create(
-        principal: str,
-        resource: ResourceType,
-        name: str,
-        operation: AclOperation,
-        pattern: ResourcePatternType = ResourcePatternType.LITERAL,
-        permission: AclPermissionType = AclPermissionType.ALLOW,
-    ) -> None:
+    def create(principal: str, *binding: Any, **options: Any) -> None:
         principals.add(principal)
-        binding = AclBinding(resource, name, pattern, principal, "*", operation, permission)
-        for future in admin.create_acls([binding], request_timeout=30).values():
-            future.result()
+        acls.grant(admin, [acls.allow(principal, *binding, **options)])
 
     yield create
     for principal in principals:
-        flt = AclBindingFilter(
-            ResourceType.ANY,
-            None,
-            ResourcePatternType.ANY,
-            principal,
-            None,
-            AclOperation.ANY,
-            AclPermissionType.ANY,
-        )
-        for future in admin.delete_acls([flt], request_timeout=30).values():
-            future.result()
+        acls.revoke_all(admin, principal)
 
 
 CREATED_USERS: list[str] = []
