@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from confluent_kafka import (
     TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from lab_env import artifacts, health, tools
 from lab_env.api import Lab
@@ -47,36 +48,74 @@ Table = list[dict[str, Any]]
 
 def partition_table(lab: Lab, topic: str, timeout: float = 3.0) -> Table:
     """One row per partition: its leader, its replicas (the first is the *preferred* leader),
-    its in-sync replicas (ISR) and the replicas out of sync, as the admin API describes them.
+    its in-sync replicas (ISR) and the replicas out of sync, as the cluster's metadata has them.
 
-    A paused broker accepts connections but never answers, and a client keeps asking the
-    broker it is connected to; so the question goes to each broker in turn (one admin client
-    bootstrapped to each), ``timeout`` seconds each, and the first answer is used.
+    A paused broker accepts connections but never answers, and a client may route a request
+    to it. So the lab's admin client (``describe_topics``) gets ``timeout`` seconds; if it has
+    no answer, a fresh client bootstrapped to one broker alone (its first request can only go
+    to that broker) asks each broker in turn for the topic's metadata.
     """
-    clients = lab._broker_admins()
-    order = sorted(range(len(clients)), key=lambda i: i != _last_answer.get(id(lab), 0))
-    for i in order:
-        future = clients[i].describe_topics(TopicCollection([topic]), request_timeout=timeout)
-        try:
-            description = future[topic].result()
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise LabError(f"there is no topic {topic!r}.") from None
-            continue
-        _last_answer[id(lab)] = i
-        return [_row(p) for p in sorted(description.partitions, key=lambda p: p.id)]
-    raise LabError(f"no broker described {topic!r} within {timeout:.0f} s: see `lab status`.")
+    future = lab.admin().describe_topics(TopicCollection([topic]), request_timeout=timeout)
+    try:
+        partitions = future[topic].result().partitions
+        return [
+            _row(
+                p.id,
+                p.leader.id if p.leader else None,
+                [n.id for n in p.replicas],
+                [n.id for n in p.isr],
+            )
+            for p in sorted(partitions, key=lambda p: p.id)
+        ]
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise LabError(f"there is no topic {topic!r}.") from None
+    for broker in lab.config.bootstrap().split(","):
+        table = _broker_view(lab, broker, topic)
+        if table is not None:
+            return table
+    raise LabError(f"no broker described {topic!r}: see `lab status`.")
 
 
-_last_answer: dict[int, int] = {}
+def _broker_view(lab: Lab, broker: str, topic: str, timeout: float = 2.0) -> Table | None:
+    """``topic`` as one broker's metadata cache has it (None: no answer in ``timeout`` s)."""
+    client = AdminClient(
+        lab.client_config(
+            {
+                "bootstrap.servers": broker,
+                "socket.connection.setup.timeout.ms": 2000,
+                "log_level": 0,
+            }
+        )
+    )
+    try:
+        meta = client.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException:
+        return None
+    if meta is None or meta.error is not None:
+        return None
+    return [
+        _row(p.id, p.leader if p.leader >= 0 else None, list(p.replicas), list(p.isrs))
+        for p in sorted(meta.partitions.values(), key=lambda p: p.id)
+    ]
 
 
-def _row(p: Any) -> dict[str, Any]:
-    replicas = [n.id for n in p.replicas]
-    isr = [n.id for n in p.isr]
-    leader = p.leader.id if p.leader is not None else None
+def broker_views(lab: Lab, topic: str) -> list[Table]:
+    """``topic`` as seen by each broker that answers within 2 s, asked in parallel.
+
+    Brokers apply metadata changes asynchronously, and a broker just resumed from a pause
+    still answers from its old cache for a moment: a change has happened when every
+    answering broker shows it.
+    """
+    brokers = lab.config.bootstrap().split(",")
+    with ThreadPoolExecutor(len(brokers)) as pool:
+        views = list(pool.map(lambda b: _broker_view(lab, b, topic), brokers))
+    return [v for v in views if v is not None]
+
+
+def _row(partition: int, leader: int | None, replicas: list[int], isr: list[int]) -> dict:
     return {
-        "partition": p.id,
+        "partition": partition,
         "leader": leader,
         "replicas": replicas,
         "isr": isr,
@@ -96,14 +135,15 @@ def _table_or_none(lab: Lab, topic: str) -> Table | None:
 def wait_for_table(
     lab: Lab, topic: str, what: str, condition: Callable[[Table], bool], timeout: float = 60.0
 ) -> float:
-    """Seconds until ``condition(partition_table(...))`` holds, polled every 0.2 s (bounded)."""
+    """Seconds until ``condition(table)`` holds in the view of every broker that answers
+    (at least two of them), polled about every 0.3 s and for at most ``timeout`` s."""
     start = time.monotonic()
-    health.wait_for(
-        what,
-        lambda: (table := _table_or_none(lab, topic)) is not None and condition(table),
-        timeout,
-        interval=0.2,
-    )
+
+    def agreed() -> bool:
+        views = broker_views(lab, topic)
+        return len(views) >= 2 and all(condition(view) for view in views)
+
+    health.wait_for(what, agreed, timeout, interval=0.3)
     return time.monotonic() - start
 
 

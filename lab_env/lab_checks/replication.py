@@ -205,12 +205,16 @@ def check_survives_broker_loss(
             "is enable.idempotence on?"
         )
     if tally.failed:
+        cause = (
+            "its only copy was on that broker"
+            if max(factors) < 2
+            else "the producer gave up before a new leader was elected"
+        )
         problems.append(
             f"{tally.failed} of {tally.sent} deliveries failed ({', '.join(errors)}) when node "
-            f"{victim} (leader of partition {partition}) was killed: with replication_factor="
-            f"{max(factors)} a partition {'has no other copy' if max(factors) < 2 else 'lost'} "
-            "its leader; use replication_factor=3, min.insync.replicas=2, and leave "
-            "message.timeout.ms at its default."
+            f"{victim} (leader of partition {partition}) was killed: {cause}. Use "
+            "replication_factor=3, min.insync.replicas=2, and leave message.timeout.ms at its "
+            "default."
         )
     if max(factors) < 3:
         problems.append(f"the topic has replication factor {max(factors)}; use 3.")
