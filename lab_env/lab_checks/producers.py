@@ -30,7 +30,11 @@ from lab_env.producing import (
 )
 from lab_env.records import read_all
 
-TARGET_RECORDS_PER_S = 2_000  # async + batched reaches 10k-100k here; flush() per record ~200-600
+# The throughput target is relative, measured on the same cluster seconds before: a shared
+# two-core machine's absolute rates swing tenfold with load, their ratio does not. Here a
+# flush-per-record producer made 160-560 records/s, an asynchronous one 5,000-60,000.
+SPEEDUP = 5  # the learner's records/s must be this many times the flush-per-record producer's
+BASELINE_EVENTS = 100  # events the check produces one flush() at a time to measure that rate
 QUEUE_LIMIT = 1_000  # queue.buffering.max.messages in the throughput check: BufferError must be met
 IDEMPOTENCE_EVENTS = 200
 RETRY_EVENTS = 300
@@ -217,6 +221,10 @@ def _require_no_error(outcome: Outcome, when: str) -> None:
     )
 
 
+def _events(count: int) -> str:
+    return f"{count} event{'' if count == 1 else 's'}"
+
+
 def _require_exactly_once(found: Tally, events: list[dict[str, Any]], topic: str) -> None:
     require(
         not found.unexpected,
@@ -225,7 +233,7 @@ def _require_exactly_once(found: Tally, events: list[dict[str, Any]], topic: str
     )
     require(
         found.duplicates == 0,
-        f"{found.duplicates} duplicates ({found.duplicated_events} events stored more than "
+        f"{found.duplicates} duplicates ({_events(found.duplicated_events)} stored more than "
         "once): is enable.idempotence on? A producer that is not idempotent writes a batch "
         "again each time it retries one the broker had already written; and never produce an "
         "event a second time yourself.",
@@ -250,32 +258,54 @@ def _require_exactly_once(found: Tally, events: list[dict[str, Any]], topic: str
 def check_fast_and_complete(
     lab: Lab, config: object, produce_orders: ProduceOrders, events: list[dict[str, Any]]
 ) -> None:
-    """Every event exactly once, a truthful report, at TARGET_RECORDS_PER_S or more.
+    """Every event exactly once, a truthful report, and SPEEDUP times the throughput of a
+    producer that calls ``flush()`` after every record (librdkafka's defaults otherwise).
 
-    The rate is the events over the wall time of the call, final flush included; metadata,
-    connections and the producer id are fetched before the clock starts. A rate within 3x
-    below the target gets one more run on a fresh topic (two cores shared with three brokers
-    have slow moments); a producer that flushes every record is slower than that.
+    Both rates are events over wall time, final flush included, with metadata, connections
+    and the producer id fetched before the clock starts. A rate within 3x below the target gets
+    one more run on a fresh topic (a shared machine has slow moments); a producer that flushes
+    every record is far slower than that.
     """
+    naive = flush_per_record_rate(lab, events[:BASELINE_EVENTS])
+    target = SPEEDUP * naive
     runs, seconds = 0, float("inf")
     while True:
         runs += 1
         seconds = min(seconds, _fast_and_complete_run(lab, config, produce_orders, events))
         rate = len(events) / max(seconds, 1e-9)
-        if rate >= TARGET_RECORDS_PER_S or rate < TARGET_RECORDS_PER_S / 3 or runs == 2:
+        if rate >= target or rate < target / 3 or runs == 2:
             break
     require(
-        rate >= TARGET_RECORDS_PER_S,
-        f"{len(events)} events took {seconds:.2f} s: {rate:,.0f} records/s, the target is "
-        f"{TARGET_RECORDS_PER_S:,} ({'best of 2 runs' if runs > 1 else 'one run'}). flush() "
-        "after each record waits a full round trip per record: produce() every event, poll(0) "
-        "in the loop to serve delivery reports, and flush() once at the end; linger.ms, "
-        "batch.size and compression.type shape the batches.",
+        rate >= target,
+        f"{len(events)} events took {seconds:.2f} s: {rate:,.0f} records/s "
+        f"({'best of 2 runs' if runs > 1 else 'one run'}). The target is {SPEEDUP}x the "
+        f"{naive:,.0f} records/s a producer that flushes after every record made on this "
+        f"cluster just now: {target:,.0f} records/s. flush() waits a full round trip: produce() "
+        "every event, poll(0) in the loop to serve delivery reports, and flush() once at the "
+        "end; linger.ms, batch.size and compression.type shape the batches.",
     )
     passed(
-        f"{len(events)} events, each exactly once, at {rate:,.0f} records/s "
-        f"(target {TARGET_RECORDS_PER_S:,})"
+        f"{len(events)} events, each exactly once, at {rate:,.0f} records/s: "
+        f"{rate / naive:,.0f}x the {naive:,.0f} records/s of flush() after every record"
     )
+
+
+def flush_per_record_rate(lab: Lab, events: list[dict[str, Any]]) -> float:
+    """Records/s of the naive producer: librdkafka's defaults, ``flush()`` after each record."""
+    topic = _topic(lab, "baseline", partitions=3)
+    try:
+        stats = Stats()
+        producer = lab.producer(stats.config())
+        warm_up(producer, topic, stats)
+        start = time.monotonic()
+        for event in events:
+            producer.produce(topic, key=event["order_id"], value=json.dumps(event))
+            producer.flush(30)
+        seconds = time.monotonic() - start
+        require(len(producer) == 0, f"the check's own records to {topic!r} were not delivered.")
+    finally:
+        lab.delete_topic(topic)
+    return len(events) / max(seconds, 1e-9)
 
 
 def _fast_and_complete_run(
