@@ -30,7 +30,9 @@ def lab() -> Iterator[Lab]:
         yield Lab(cfg)
         return
     supervisor = EmbeddedLab(cfg)
-    was_running = all(supervisor.procs.live(c) for c in supervisor.components())
+    # Stopped afterwards only if the session started it from nothing: a lab someone was using
+    # (even with a node down or paused) is theirs, and `up` has just made it healthy.
+    was_running = any(supervisor.procs.live(c) for c in supervisor.components())
     supervisor.up(lambda m: print(f"lab up: {m}", file=sys.stderr))
     yield Lab(cfg)
     if not was_running:
