@@ -168,28 +168,31 @@ def check_survives_broker_loss(
     config = {**producer, **stats.config()}
     victim: int | None = None
     try:
-        factors, min_isr = _topic_facts(lab, name)
-        partition, victim = _victim(lab, name)
-
-        def kill() -> None:
-            lab.faults.kill(victim)
-
         try:
-            run = produce_numbered(
-                lab, name, config, records, rate, kill, records // 3, flush_timeout
-            )
-        except KafkaException as exc:
-            raise LabCheckError(
-                f"the producer config was refused: {exc.args[0].str()}. Check PRODUCER's keys "
-                "against librdkafka's CONFIGURATION.md."
-            ) from None
-        idempotence = stats.idempotence()
+            factors, min_isr = _topic_facts(lab, name)
+            partition, victim = _victim(lab, name)
+
+            def kill() -> None:
+                lab.faults.kill(victim)
+
+            try:
+                run = produce_numbered(
+                    lab, name, config, records, rate, kill, records // 3, flush_timeout
+                )
+            except (KafkaException, TypeError, ValueError) as exc:
+                reason = exc.args[0].str() if isinstance(exc, KafkaException) else str(exc)
+                raise LabCheckError(
+                    f"the producer config was refused: {reason}. Check PRODUCER's "
+                    "keys against librdkafka's CONFIGURATION.md."
+                ) from None
+            idempotence = stats.idempotence()
+        finally:
+            if victim is not None:
+                restart(lab, victim)
+        read = read_numbers(lab, name, timeout=60)
     finally:
-        if victim is not None:
-            restart(lab, victim)
-    read = read_numbers(lab, name, timeout=60)
-    with contextlib.suppress(LabError):
-        lab.delete_topic(name)
+        with contextlib.suppress(LabError, KafkaException):
+            lab.delete_topic(name)
     tally = count(run.sent, run.acked, run.failed, read)
     errors = sorted(set(run.failed.values()))
     problems = []
