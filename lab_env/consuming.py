@@ -32,7 +32,6 @@ from confluent_kafka import (
     OFFSET_INVALID,
     Consumer,
     ConsumerGroupTopicPartitions,
-    KafkaException,
     TopicPartition,
 )
 from confluent_kafka.admin import OffsetSpec
@@ -99,8 +98,8 @@ class Member:
     """One consumer of a group, polling in its own thread until stopped or its deadline passes.
 
     It records ``assign``/``revoke``/``lost`` callbacks, what it ``owns`` after each, and one
-    ``consumed`` event per partition per ``consume()`` batch. ``commit`` is "none" (leave it to
-    the configuration), "sync" or "async": a commit after each batch.
+    ``consumed`` event per partition per ``consume()`` batch. Commits are left to the
+    configuration (librdkafka's automatic commits unless ``enable.auto.commit`` is false).
     """
 
     def __init__(
@@ -113,14 +112,11 @@ class Member:
         config: dict[str, Any] | None = None,
         batch: int = 100,
         timeout: float = 0.1,
-        commit: str = "none",
         deadline_s: float = 120.0,
     ) -> None:
-        if commit not in ("none", "sync", "async"):
-            raise LabError(f"commit must be 'none', 'sync' or 'async', not {commit!r}.")
         self.lab, self.group, self.topic, self.name = lab, group, topic, name
         self.recorder, self.config = recorder, dict(config or {})
-        self.batch, self.timeout, self.commit = batch, timeout, commit
+        self.batch, self.timeout = batch, timeout
         self.deadline_s = deadline_s
         self.owned: set[int] = set()
         self.consumed = 0
@@ -169,16 +165,14 @@ class Member:
                 for partition, count in sorted(Counter(m.partition() for m in good).items()):
                     self.recorder.add("consumed", self.name, partition=partition, records=count)
                 self.consumed += len(good)
-                if self.commit != "none":
-                    try:
-                        consumer.commit(asynchronous=self.commit == "async")
-                    except KafkaException as exc:
-                        self.recorder.add("error", self.name, error=exc.args[0].str())
         except BaseException as exc:  # kept, and raised again by stop()
             self.error = exc
         finally:
             self._subscribed.set()
-            consumer.close()
+            try:
+                consumer.close()
+            except BaseException as exc:  # a close that fails is reported like a loop error
+                self.error = self.error or exc
             self.owned = set()
             self.recorder.add("closed", self.name)
 
@@ -312,7 +306,10 @@ class SteadyProducer:
                     self.produced += 1
                 producer.poll(0)
                 time.sleep(0.02)
-            producer.flush(30)
+            # The load is only there to be consumed: what is still queued at the end is dropped
+            # rather than waited for (on a busy machine acks=all deliveries can take seconds).
+            producer.purge()
+            producer.flush(5)
         except BaseException as exc:
             self.error = exc
 
