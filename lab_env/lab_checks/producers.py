@@ -30,10 +30,13 @@ from lab_env.producing import (
 )
 from lab_env.records import read_all
 
-# The throughput target is relative, measured on the same cluster seconds before: a shared
-# two-core machine's absolute rates swing tenfold with load, their ratio does not. Here a
-# flush-per-record producer made 160-560 records/s, an asynchronous one 5,000-60,000.
-SPEEDUP = 5  # the learner's records/s must be this many times the flush-per-record producer's
+# The throughput target is relative, measured on the same cluster around the learner's run: a
+# shared two-core machine's absolute rates swing several-fold with load, their ratio much less.
+# Measured here (topics warmed up, 2000 events): flush() after every record made 450-690
+# records/s, and the lab's stub 0.9-1.2x the check's own naive loop (up to 2.6x before topics
+# were warmed up); the solution made 24,000-34,000 records/s, 53-69x (14x at worst on cold
+# topics under heavy load). 8x sits between them with margin on both sides.
+SPEEDUP = 8  # the learner's records/s must be this many times the flush-per-record producer's
 BASELINE_EVENTS = 100  # events the check produces one flush() at a time to measure that rate
 QUEUE_LIMIT = 1_000  # queue.buffering.max.messages in the throughput check: BufferError must be met
 IDEMPOTENCE_EVENTS = 200
@@ -42,6 +45,7 @@ PAUSE_S = 3.0  # a follower frozen this long ...
 RETRY_REQUEST_TIMEOUT_MS = 300  # ... outlasts request.timeout.ms many times: the producer retries
 SMALL_MAX_MESSAGE_BYTES = 4_096  # the failure check's topic: max.message.bytes
 OVERSIZED_NOTE = 20_000  # random base64 characters (no codec shrinks them below the limit)
+WARM_UP_KEY = "lab-check-warm-up"  # the check's own records, one per partition, ignored
 SIZE_ERROR_WORDS = ("MSG_SIZE_TOO_LARGE", "MESSAGE_TOO_LARGE", "too large")
 
 ProduceOrders = Callable[[Producer, str, list[dict[str, Any]]], Any]
@@ -200,9 +204,23 @@ def _run(
 
 
 def _topic(lab: Lab, purpose: str, partitions: int, config: dict[str, str] | None = None) -> str:
+    """A fresh topic, warmed up: one ``acks=all`` record (key WARM_UP_KEY) per partition.
+
+    The first ``acks=all`` write to a new partition waits while its followers start fetching
+    it (up to a second here); without the warm-up that wait would be charged to whichever
+    producer came first. The checks ignore these records."""
     name = f"lab02.{purpose}.{uuid.uuid4().hex[:8]}"
     lab.create_topic(name, partitions=partitions, config=config)
+    producer = lab.producer({"acks": "all"})
+    for partition in range(partitions):
+        producer.produce(name, key=WARM_UP_KEY, value=b"warm-up", partition=partition)
+    require(producer.flush(30) == 0, f"could not write the warm-up records to {name!r}.")
     return name
+
+
+def _stored(lab: Lab, topic: str) -> list[dict[str, Any]]:
+    """The topic's records, the check's warm-up records left out."""
+    return [r for r in read_all(lab, topic) if r["key"] != WARM_UP_KEY]
 
 
 def _require_no_error(outcome: Outcome, when: str) -> None:
@@ -261,20 +279,22 @@ def check_fast_and_complete(
     """Every event exactly once, a truthful report, and SPEEDUP times the throughput of a
     producer that calls ``flush()`` after every record (librdkafka's defaults otherwise).
 
-    Both rates are events over wall time, final flush included, with metadata, connections
-    and the producer id fetched before the clock starts. A rate within 3x below the target gets
-    one more run on a fresh topic (a shared machine has slow moments); a producer that flushes
-    every record is far slower than that.
+    The learner's rate is events over the wall time of the call, final flush included, with
+    metadata, connections and the producer id fetched before the clock starts. The naive rate
+    is measured before and after that run and the faster one counts, so a burst of load during
+    one measurement cannot lower the bar. A rate within 3x below the target gets one more run
+    on a fresh topic (a shared machine has slow moments); flushing every record is far slower.
     """
     naive = flush_per_record_rate(lab, events[:BASELINE_EVENTS])
-    target = SPEEDUP * naive
     runs, seconds = 0, float("inf")
     while True:
         runs += 1
         seconds = min(seconds, _fast_and_complete_run(lab, config, produce_orders, events))
         rate = len(events) / max(seconds, 1e-9)
-        if rate >= target or rate < target / 3 or runs == 2:
+        if rate >= SPEEDUP * naive or rate < SPEEDUP * naive / 3 or runs == 2:
             break
+    naive = max(naive, flush_per_record_rate(lab, events[:BASELINE_EVENTS]))
+    target = SPEEDUP * naive
     require(
         rate >= target,
         f"{len(events)} events took {seconds:.2f} s: {rate:,.0f} records/s "
@@ -291,7 +311,8 @@ def check_fast_and_complete(
 
 
 def flush_per_record_rate(lab: Lab, events: list[dict[str, Any]]) -> float:
-    """Records/s of the naive producer: librdkafka's defaults, ``flush()`` after each record."""
+    """Records/s of the naive producer: librdkafka's defaults, ``flush()`` after each record,
+    timed like the learner's run (events over wall time)."""
     topic = _topic(lab, "baseline", partitions=3)
     try:
         stats = Stats()
@@ -318,7 +339,7 @@ def _fast_and_complete_run(
         outcome = _run(lab, config, produce_orders, topic, events, overrides)
         _require_no_error(outcome, f"while producing {len(events)} events")
         delivered, failed = report_counts(outcome.report)
-        found = tally(read_all(lab, topic), events)
+        found = tally(_stored(lab, topic), events)
     finally:
         lab.delete_topic(topic)
     _require_exactly_once(found, events, topic)
@@ -404,7 +425,7 @@ def check_no_duplicates_under_retries(
             "keep retries and message.timeout.ms at their defaults so the producer outlasts a "
             "short stall.",
         )
-        found = tally(read_all(lab, topic), sample)
+        found = tally(_stored(lab, topic), sample)
     finally:
         lab.delete_topic(topic)
     _require_exactly_once(found, sample, topic)
@@ -441,7 +462,7 @@ def check_failures_surfaced(
     topic = _topic(lab, "too-large", 1, {"max.message.bytes": str(SMALL_MAX_MESSAGE_BYTES)})
     try:
         outcome = _run(lab, config, produce_orders, topic, sample)
-        stored = len(read_all(lab, topic))
+        stored = len(_stored(lab, topic))
     finally:
         lab.delete_topic(topic)
     if outcome.error is not None:
