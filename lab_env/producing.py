@@ -161,6 +161,25 @@ class Stats:
         return eos.get("idemp_state"), eos.get("producer_id")
 
 
+WARM_UP_KEY = "warm-up"
+
+
+def warm_partitions(lab: Lab, topic: str) -> int:
+    """Write one small ``acks=all`` record (key WARM_UP_KEY) to every partition of ``topic``.
+
+    The first ``acks=all`` write to a new partition waits while its followers start fetching
+    it (up to a second on this lab); a measurement on a fresh topic would charge that wait to
+    whatever it measures first. Returns the number of records written (one per partition).
+    """
+    partitions = lab.admin().list_topics(topic, timeout=10).topics[topic].partitions
+    producer = lab.producer({"acks": "all"})
+    for partition in partitions:
+        producer.produce(topic, key=WARM_UP_KEY, value=b"warm-up", partition=partition)
+    if producer.flush(30):
+        raise LabError(f"could not write the warm-up records to {topic!r}: see `lab status`.")
+    return len(partitions)
+
+
 def warm_up(producer: Producer, topic: str, stats: Stats, timeout: float = 10.0) -> None:
     """Fetch ``topic``'s metadata and, for an idempotent producer, wait for its producer id:
     what a producer does before its first record, done before a clock starts or a broker is

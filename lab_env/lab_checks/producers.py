@@ -21,11 +21,13 @@ from confluent_kafka import KafkaException, Producer
 from lab_env.api import Lab
 from lab_env.checks import LabCheckError, passed, require
 from lab_env.producing import (
+    WARM_UP_KEY,
     Stats,
     order_event,
     paused_follower,
     producer_state,
     records_resent,
+    warm_partitions,
     warm_up,
 )
 from lab_env.records import read_all
@@ -45,7 +47,6 @@ PAUSE_S = 3.0  # a follower frozen this long ...
 RETRY_REQUEST_TIMEOUT_MS = 300  # ... outlasts request.timeout.ms many times: the producer retries
 SMALL_MAX_MESSAGE_BYTES = 4_096  # the failure check's topic: max.message.bytes
 OVERSIZED_NOTE = 20_000  # random base64 characters (no codec shrinks them below the limit)
-WARM_UP_KEY = "lab-check-warm-up"  # the check's own records, one per partition, ignored
 SIZE_ERROR_WORDS = ("MSG_SIZE_TOO_LARGE", "MESSAGE_TOO_LARGE", "too large")
 
 ProduceOrders = Callable[[Producer, str, list[dict[str, Any]]], Any]
@@ -204,17 +205,11 @@ def _run(
 
 
 def _topic(lab: Lab, purpose: str, partitions: int, config: dict[str, str] | None = None) -> str:
-    """A fresh topic, warmed up: one ``acks=all`` record (key WARM_UP_KEY) per partition.
-
-    The first ``acks=all`` write to a new partition waits while its followers start fetching
-    it (up to a second here); without the warm-up that wait would be charged to whichever
-    producer came first. The checks ignore these records."""
+    """A fresh topic, warmed up (``warm_partitions``): a new partition's first ``acks=all``
+    write waits for its followers, and that wait must not be charged to the learner."""
     name = f"lab02.{purpose}.{uuid.uuid4().hex[:8]}"
     lab.create_topic(name, partitions=partitions, config=config)
-    producer = lab.producer({"acks": "all"})
-    for partition in range(partitions):
-        producer.produce(name, key=WARM_UP_KEY, value=b"warm-up", partition=partition)
-    require(producer.flush(30) == 0, f"could not write the warm-up records to {name!r}.")
+    warm_partitions(lab, name)
     return name
 
 
