@@ -11,6 +11,7 @@ import pytest
 from lab_env.api import Lab
 from lab_env.embedded import EmbeddedLab
 from lab_env.producing import (
+    WARM_UP_KEY,
     Stats,
     benchmark,
     order_values,
@@ -18,6 +19,7 @@ from lab_env.producing import (
     producer_state,
     records_resent,
     stored_bytes,
+    warm_partitions,
     warm_up,
 )
 from lab_env.records import read_all
@@ -85,3 +87,13 @@ def test_a_paused_follower_forces_retries_that_only_idempotence_absorbs(
     assert duplicates > 0 and resent >= duplicates
     duplicates, resent = run_with_paused_follower(lab, embedded, make_topic(partitions=1), True)
     assert duplicates == 0 and resent > 0
+
+
+def test_warm_partitions_writes_one_record_per_partition(
+    lab: Lab, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic(partitions=3)
+    assert warm_partitions(lab, topic) == 3
+    records = read_all(lab, topic)
+    assert sorted(r["partition"] for r in records) == [0, 1, 2]
+    assert {r["key"] for r in records} == {WARM_UP_KEY}
