@@ -314,8 +314,11 @@ class EmbeddedLab:
         record = self.procs.live(node.name)
         if record is None:
             raise LabError(f"{node.name} is not running.")
-        if record.state() != expected:
-            return record  # already paused / already running: nothing to do
+        # SIGCONT always goes out: a JVM just sent SIGSTOP may not read as stopped yet, and a
+        # resume skipped for that reason would leave it frozen. SIGCONT to a running process is
+        # a no-op.
+        if record.state() != expected and sig != signal.SIGCONT:
+            return record  # already paused: nothing to do
         self.procs.signal(node.name, sig)
         return record
 
