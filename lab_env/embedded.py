@@ -230,7 +230,7 @@ class EmbeddedLab:
                 "Prometheus scrape targets to be up",
                 self._targets_up,
                 timeout,
-                lambda: self._node_failure([PROMETHEUS, LAG_EXPORTER]),
+                lambda: self._node_failure([PROMETHEUS]),
             )
             report("Prometheus scraping every target")
         else:
@@ -248,7 +248,10 @@ class EmbeddedLab:
             found = monitoring.targets(self.cfg)
         except Exception:
             return False
-        return len(found) == len(NODE_IDS) + 2 and all(t["health"] == "up" for t in found)
+        # The lag exporter is a teaching aid, not the lab's health: `up` restarts it when it is
+        # gone, and a target of it that is down does not hold the lab back.
+        needed = [t for t in found if t["job"] != "consumer-lag"]
+        return len(needed) == len(NODE_IDS) + 1 and all(t["health"] == "up" for t in needed)
 
     # -- stopping ---------------------------------------------------------------------------------
 

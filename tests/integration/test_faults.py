@@ -35,7 +35,18 @@ class Tally:
 
 
 def leader_of(lab: Lab, topic: str, partition: int = 0) -> int:
-    return lab.admin().list_topics(topic, timeout=10).topics[topic].partitions[partition].leader
+    """The partition's leader, asked until a broker's metadata has it (a broker that has just
+    restarted may answer from metadata that does not have the topic yet)."""
+    found: list[int] = []
+
+    def ask() -> bool:
+        partitions = lab.admin().list_topics(topic, timeout=10).topics[topic].partitions
+        if partition in partitions and partitions[partition].leader >= 0:
+            found.append(partitions[partition].leader)
+        return bool(found)
+
+    health.wait_for(f"a leader for {topic}[{partition}]", ask, timeout=30, interval=0.5)
+    return found[-1]
 
 
 def read_values(lab: Lab, topic: str, expected: int, timeout: float = 60) -> list[int]:

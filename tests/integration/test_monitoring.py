@@ -71,7 +71,7 @@ def test_status_json(lab: Lab) -> None:
     assert status["under_replicated_partitions"] == 0
     assert status["registry"] == "answering"
     names = {c["name"]: c for c in status["components"]}
-    assert set(names) == {"kafka-1", "kafka-2", "kafka-3", "registry", "prometheus"}
+    assert set(names) == {"kafka-1", "kafka-2", "kafka-3", "registry", "lag-exporter", "prometheus"}
     for node in NODE_IDS:
         comp = names[f"kafka-{node}"]
         assert comp["state"] == "running" and comp["pid"] > 0
