@@ -11,6 +11,7 @@ object, configured with the settings Kafka documents (passed as the usual dict).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,16 @@ from lab_env.config import LabConfig, load_config
 from lab_env.errors import LabError
 
 REGISTRY_TIMEOUT_S = 30
+# Errors after which deleting a group is worth another try: the coordinator moved or is loading,
+# a member has not left yet, or a request did not come back.
+_GROUP_RETRIABLE = {
+    "NOT_COORDINATOR",
+    "COORDINATOR_NOT_AVAILABLE",
+    "COORDINATOR_LOAD_IN_PROGRESS",
+    "NON_EMPTY_GROUP",
+    "_TIMED_OUT",
+    "_TRANSPORT",
+}
 # confluent-kafka 2.16 serializers first ask the registry for subjects "associated" with a topic;
 # Apicurio has no such API (404 on every new topic). Naming the strategy skips the lookup.
 SERIALIZER_CONFIG = {"subject.name.strategy.type": "TOPIC"}
@@ -198,6 +209,41 @@ class Lab:
         if topic is None or topic.error is not None or len(topic.partitions) < partitions:
             return False
         return all(p.leader >= 0 for p in topic.partitions.values())
+
+    def delete_groups(self, *groups: str, timeout: float = 60.0) -> None:
+        """Delete consumer groups (their committed offsets); a group already gone is fine.
+
+        Each attempt uses a new admin client. librdkafka caches a group's coordinator, and every
+        request refreshes the entry, so after a broker restart moves the coordinator a client that
+        keeps retrying keeps asking the old one and gets NOT_COORDINATOR for as long as it tries
+        (measured: 15 of 15 attempts over 30 s; a new client succeeded at once).
+        """
+        left = sorted(set(groups))
+        deadline = time.monotonic() + timeout
+        last: dict[str, str] = {}
+        while left:
+            client = AdminClient(self.client_config())  # referenced until its futures finish
+            futures = client.delete_consumer_groups(left, request_timeout=10)
+            for group, future in futures.items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    if error.name() not in _GROUP_RETRIABLE | {"GROUP_ID_NOT_FOUND"}:
+                        raise LabError(f"Deleting group {group!r} failed: {error.str()}") from None
+                    if error.name() != "GROUP_ID_NOT_FOUND":
+                        last[group] = error.name()
+                        continue
+                left.remove(group)
+                last.pop(group, None)
+            if left and time.monotonic() > deadline:
+                reasons = ", ".join(f"{g} ({last[g]})" for g in left)
+                raise LabError(
+                    f"Could not delete group(s) {reasons} within {timeout:.0f} s. A group with "
+                    "live members (NON_EMPTY_GROUP) must have its consumers closed first."
+                )
+            if left:
+                time.sleep(0.5)
 
     def delete_topic(self, name: str) -> None:
         future = self.admin().delete_topics([name], request_timeout=30)[name]

@@ -20,7 +20,7 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -106,10 +106,16 @@ def _offsets(
 
 
 class LagCollector(Collector):
-    """Computes every metric at scrape time, so Prometheus' timestamps are the offsets' times."""
+    """Computes every metric at scrape time, so Prometheus' timestamps are the offsets' times.
 
-    def __init__(self, admin: AdminClient) -> None:
-        self.admin = admin
+    Each scrape uses a new admin client. librdkafka caches each group's coordinator and every
+    request refreshes the entry, so one long-lived client would keep asking a group's former
+    coordinator after a broker restart (NOT_COORDINATOR on every scrape) and that group's lag
+    would vanish from the metrics.
+    """
+
+    def __init__(self, new_admin: Callable[[], AdminClient]) -> None:
+        self.new_admin = new_admin
         self.lock = threading.Lock()  # one scrape at a time: each is several admin requests
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -131,7 +137,7 @@ class LagCollector(Collector):
         up = GaugeMetricFamily("kafka_lag_exporter_up", "1 if the cluster answered this scrape.")
         with self.lock:
             try:
-                rows = lags(self.admin)
+                rows = lags(self.new_admin())
                 up.add_metric([], 1)
             except KafkaException:
                 rows = []
@@ -149,8 +155,8 @@ class LagCollector(Collector):
 
 
 def serve(cfg: LabConfig, port: int) -> None:
-    admin = AdminClient({**cfg.client_config(), "log_level": 0})
-    REGISTRY.register(LagCollector(admin))
+    config = {**cfg.client_config(), "log_level": 0}
+    REGISTRY.register(LagCollector(lambda: AdminClient(config)))
     try:
         server, thread = start_http_server(port, addr=cfg.host)
     except OSError as exc:

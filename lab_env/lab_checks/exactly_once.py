@@ -377,9 +377,7 @@ class Scenario:
             with contextlib.suppress(Exception):
                 self.lab.delete_topic(topic)
         with contextlib.suppress(Exception):  # refused while a member remains: it then expires
-            self.lab.admin().delete_consumer_groups([self.group], request_timeout=10)[
-                self.group
-            ].result()
+            self.lab.delete_groups(self.group, timeout=10)
 
     def write(self, records: list[tuple[str, str]], abort: bool = False) -> None:
         """Append ``records`` to the input in one transaction, committed or aborted."""

@@ -7,7 +7,6 @@ Only worker processes the tests start are killed; brokers are left alone. Every 
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import uuid
 from collections import Counter
@@ -48,8 +47,7 @@ def pipeline(lab: Lab, make_topic: Callable[..., str]) -> Iterator[dict[str, Any
     assert sum(ends.values()) == RECORDS
     group = f"it-eos-{uuid.uuid4().hex[:8]}"
     yield {"source": source, "output": output, "group": group, "values": values, "ends": ends}
-    with contextlib.suppress(Exception):
-        lab.admin().delete_consumer_groups([group], request_timeout=10)[group].result()
+    lab.delete_groups(group, timeout=10)
 
 
 def killed_mid_batch(worker: WorkerProcess) -> None:

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError
 from lab_env import health
 from lab_env.api import Lab
 from lab_env.embedded import EmbeddedLab
+from lab_env.errors import LabError
 from tests.helpers import run_lab
 
 pytestmark = [pytest.mark.cluster, pytest.mark.disruptive]
@@ -150,3 +151,62 @@ def test_up_resumes_a_paused_node(lab: Lab, embedded: EmbeddedLab) -> None:
     assert up.returncode == 0, up.stderr
     assert "resumed kafka-2" in up.stderr
     assert state(embedded, "kafka-2") == "running"
+
+
+def committed_group(lab: Lab, topic: str) -> str:
+    """A group with one committed offset and no members."""
+    group = f"it-{uuid.uuid4().hex[:8]}"
+    producer = lab.producer()
+    producer.produce(topic, value=b"x")
+    assert producer.flush(10) == 0
+    consumer = lab.consumer(group, {"enable.auto.commit": False})
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        message = consumer.poll(1)
+        if message is not None and message.error() is None:
+            consumer.commit(message, asynchronous=False)
+            break
+    consumer.close()
+    return group
+
+
+def groups_listed(lab: Lab) -> set[str]:
+    return {g.group_id for g in lab.admin().list_consumer_groups(request_timeout=10).result().valid}
+
+
+def test_delete_groups_after_the_coordinator_moved(
+    lab: Lab, embedded: EmbeddedLab, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic(partitions=1)
+    group = committed_group(lab, topic)
+    # The shared client learns (and caches) the group's coordinator.
+    coordinator = lab.admin().describe_consumer_groups([group])[group].result().coordinator.id
+    assert run_lab("kill", str(coordinator)).returncode == 0
+    time.sleep(6)  # the coordinator's partitions move to another broker
+    assert run_lab("start", str(coordinator), timeout=180).returncode == 0
+    wait_fully_replicated(lab)
+    lab.delete_groups(group, timeout=60)
+    assert group not in groups_listed(lab)
+    lab.delete_groups(group, timeout=5)  # already gone: fine
+
+
+def test_delete_groups_refuses_a_group_with_members_in_a_sentence(
+    lab: Lab, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic(partitions=1)
+    group = committed_group(lab, topic)
+    member = lab.consumer(group)
+    member.subscribe([topic])
+    try:
+        health.wait_for(
+            "the member to join",
+            lambda: bool(member.poll(0.5) or member.assignment()),
+            timeout=30,
+        )
+        with pytest.raises(LabError, match=r"NON_EMPTY_GROUP.*consumers closed first"):
+            lab.delete_groups(group, timeout=3)
+    finally:
+        member.close()
+    lab.delete_groups(group, timeout=30)
+    assert group not in groups_listed(lab)
