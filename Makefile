@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup lab up down status doctor test lint unit integration notebooks labs bench-startup clean
+.PHONY: help setup lab up down status doctor test lint unit integration notebooks labs bench-startup bench-produce clean
 
 help:
 	@echo "make lab            set up, start the lab, open JupyterLab"
@@ -12,6 +12,7 @@ help:
 	@echo "make test           set up if needed, then lint and the whole test suite"
 	@echo "make labs           regenerate labs/ from solutions/"
 	@echo "make bench-startup  seconds from 'lab up' to healthy, and the stack's memory"
+	@echo "make bench-produce  the Python load generator vs kafka-producer-perf-test (lab up first)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; found " + sys.version.split()[0])'
@@ -59,6 +60,9 @@ test: setup lint
 
 bench-startup: setup
 	$(BIN)/python -m lab_env.benchmarks.startup
+
+bench-produce: setup
+	$(BIN)/python -m lab_env.benchmarks.produce
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

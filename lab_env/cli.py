@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab_env import artifacts, doctor, tools
+from lab_env import artifacts, bench_cli, doctor, tools
 from lab_env.backends import Backend, backend
 from lab_env.config import KAFKA_VERSION, REPO, LabConfig, load_config
 from lab_env.embedded import EmbeddedLab
@@ -268,6 +268,7 @@ def parser() -> argparse.ArgumentParser:
     )
     fetch.set_defaults(run=cmd_fetch)
     sub.add_parser("config", help="print the effective configuration").set_defaults(run=cmd_config)
+    bench_cli.add_parser(sub)
     return p
 
 

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +202,8 @@ def benchmark(
     keys: Sequence[bytes | str | None] | None = None,
     deadline_s: float = 60.0,
     stats: bool = False,
+    progress: Callable[[int], None] | None = None,
+    start_at: float | None = None,
 ) -> Run:
     """Produce ``values`` (with ``keys``) to ``topic`` as fast as the producer takes them.
 
@@ -210,6 +212,10 @@ def benchmark(
     after each ``produce()`` and by the final ``flush()``; a full local queue (``BufferError``)
     is waited out with ``poll()``, as a producer must. With ``stats`` the run keeps librdkafka's
     statistics as they stand after the flush: produce requests sent, retries, ...
+
+    ``progress`` is called with the number of records handed to the producer so far, about a
+    hundred times a run. ``start_at`` (a ``time.time()`` instant) holds the first record back
+    until then, so several processes start together.
     """
     if keys is not None and len(keys) != len(values):
         raise LabError(f"{len(keys)} keys for {len(values)} values: give one key per value.")
@@ -228,8 +234,11 @@ def benchmark(
         if latency is not None:
             run.latencies_ms.append(latency * 1000)
 
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
     start, cpu_start = time.monotonic(), time.process_time()
     deadline = start + deadline_s
+    every = max(1, len(values) // 100)
     for i, value in enumerate(values):
         key = keys[i] if keys is not None else None
         while time.monotonic() < deadline:
@@ -245,6 +254,8 @@ def benchmark(
             run.complete = False
             break
         producer.poll(0)
+        if progress is not None and run.records % every == 0:
+            progress(run.records)
     left = producer.flush(max(10.0, deadline - time.monotonic()))
     run.seconds = time.monotonic() - start
     run.cpu_seconds = time.process_time() - cpu_start

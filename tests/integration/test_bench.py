@@ -1,0 +1,95 @@
+"""`lab bench` and the tuning engine on the live cluster: short runs, sane figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab_env import tuning
+from lab_env.api import Lab
+from tests.helpers import run_lab
+
+pytestmark = [pytest.mark.cluster]
+
+
+def rows(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def tuning_topics(lab: Lab, partitions: int = 5) -> set[str]:
+    """The engine's own run topics (``tuning.<N>p.<id>``) of ``partitions`` partitions; these
+    tests use 5, which nothing else in the suite does."""
+    prefix = f"tuning.{partitions}p."
+    return {t for t in lab.admin().list_topics(timeout=10).topics if t.startswith(prefix)}
+
+
+def test_bench_produce_python_and_java(lab: Lab) -> None:
+    before = tuning_topics(lab)
+    done = run_lab(
+        "bench", "produce", "--records", "20000", "--size", "200", "--partitions", "5",
+        "--set", "linger.ms=10", "--set", "compression.type=lz4", "--java", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    python, java = rows(done.stdout)
+    assert (python["engine"], java["engine"]) == ("python", "java")
+    assert python["records"] == java["records"] == 20_000
+    assert python["failed"] == 0 and python["complete"] is True
+    for row in (python, java):
+        assert row["linger.ms"] == 10 and row["compression.type"] == "lz4"
+        assert row["acks"] == "all" and row["enable.idempotence"] is True
+        assert 0 < row["records/s"] < 10_000_000
+        assert 0 <= row["p50 ms"] <= row["p95 ms"] <= row["p99 ms"]
+    assert python["MB/s"] == pytest.approx(python["records/s"] * 200 / 1e6, rel=0.05)
+    assert tuning_topics(lab) == before  # each run's topic is deleted afterwards
+
+
+def test_bench_consume_python_and_java(lab: Lab) -> None:
+    done = run_lab(
+        "bench", "consume", "--records", "20000", "--batch", "1000",
+        "--set", "fetch.min.bytes=1024", "--java", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    python, java = rows(done.stdout)
+    assert python["records"] == java["records"] == 20_000
+    assert python["complete"] is True and python["batch"] == 1000
+    assert python["fetch.min.bytes"] == java["fetch.min.bytes"] == 1024
+    assert python["records/s"] > 0 and java["records/s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["--set", "acks=1"], "enable.idempotence=true needs acks=all"),
+        (["--set", "max.poll.records=500"], "max.poll.records: not a producer setting"),
+        (["--records", "0"], "records must be a number from 1"),
+    ],
+)
+def test_bench_refuses_in_a_sentence_and_runs_nothing(
+    lab: Lab, args: list[str], sentence: str
+) -> None:
+    before = tuning_topics(lab)
+    done = run_lab("bench", "produce", "--partitions", "5", *args)
+    assert done.returncode == 1
+    assert sentence in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr
+    assert tuning_topics(lab) == before
+
+
+def test_several_processes_share_the_records(lab: Lab) -> None:
+    spec = tuning.ProduceSpec(records=30_001, message_bytes=100, processes=2, keys="skewed")
+    row = tuning.produce(lab, spec, {"linger.ms": 20})
+    assert row["processes"] == 2
+    assert row["records"] == 30_001 and row["failed"] == 0 and row["complete"]
+    assert row["records/s"] > 0
+
+
+def test_consume_reads_what_fill_wrote(lab: Lab) -> None:
+    spec = tuning.ProduceSpec(records=5_000, message_bytes=50, partitions=2, payload="random")
+    topic = tuning.fill(lab, spec)
+    try:
+        row = tuning.consume(lab, topic, batch=100)
+    finally:
+        lab.delete_topic(topic)
+    assert row["records"] == 5_000
+    assert row["complete"] is True
