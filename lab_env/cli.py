@@ -16,11 +16,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab_env import artifacts, bench_cli, doctor, tools
+from lab_env import artifacts, bench_cli, doctor, labs, tools
 from lab_env.backends import Backend, backend
 from lab_env.config import KAFKA_VERSION, REPO, LabConfig, load_config
 from lab_env.embedded import EmbeddedLab
 from lab_env.errors import LabError
+from lab_env.kernel import ensure_kernel
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -148,6 +149,7 @@ def cmd_kafka(lab: Backend, args: argparse.Namespace) -> int:
 
 def cmd_jupyter(lab: Backend, args: argparse.Namespace) -> int:
     cfg = lab.cfg
+    ensure_kernel()  # the kernel every notebook names
     argv = [
         sys.executable,
         "-m",
@@ -156,7 +158,7 @@ def cmd_jupyter(lab: Backend, args: argparse.Namespace) -> int:
         f"--ServerApp.ip={cfg.host}",
         f"--ServerApp.port={cfg.ports.jupyter}",
         f"--ServerApp.root_dir={REPO}",
-        "--LabApp.default_url=/lab/tree/notebooks",
+        f"--LabApp.default_url=/lab/tree/notebooks/{labs.START.name}",  # the start page
     ]
     if args.no_browser:
         argv.append("--no-browser")
