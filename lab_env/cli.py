@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab_env import artifacts, bench_cli, doctor, labs, tools
+from lab_env import artifacts, bench_cli, doctor, labs, progress_cli, tools, workshop
 from lab_env.backends import Backend, backend
 from lab_env.config import KAFKA_VERSION, REPO, LabConfig, load_config
 from lab_env.embedded import EmbeddedLab
@@ -162,6 +163,8 @@ def cmd_jupyter(lab: Backend, args: argparse.Namespace) -> int:
     ]
     if args.no_browser:
         argv.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")  # containers and CI machines often run as root
     try:
         return subprocess.call(argv)
     except KeyboardInterrupt:
@@ -271,6 +274,8 @@ def parser() -> argparse.ArgumentParser:
     fetch.set_defaults(run=cmd_fetch)
     sub.add_parser("config", help="print the effective configuration").set_defaults(run=cmd_config)
     bench_cli.add_parser(sub)
+    progress_cli.add_parser(sub)
+    workshop.add_parser(sub)
     return p
 
 

@@ -1,0 +1,167 @@
+"""JupyterLab as a learner uses it: a real Chromium, driven by Playwright, against a JupyterLab
+served on loopback and the real lab cluster.
+
+Chromium is Debian's (``/usr/bin/chromium``; `.ci/run` installs it); Playwright downloads no
+browser. Notebooks are copied to a temporary root first, so nothing a run does is saved into the
+repository. A screenshot of every step is kept in ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+import requests
+
+from lab_env import labs
+from lab_env.api import Lab
+from lab_env.kernel import KERNEL_NAME, kernelspec
+from tests.helpers import free_ports
+
+pytestmark = [pytest.mark.cluster]
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "test-artifacts" / "browser"
+CHROMIUM = os.environ.get("KAFKA_LAB_CHROMIUM", "/usr/bin/chromium")
+CELL_TIMEOUT_MS = 180_000
+
+try:
+    from playwright.sync_api import Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - playwright is a pinned dependency
+    sync_playwright = None  # type: ignore[assignment]
+
+if sync_playwright is None or not Path(CHROMIUM).is_file():
+    pytest.skip(
+        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium) and "
+        "the playwright package; neither is downloaded by the tests",
+        allow_module_level=True,
+    )
+
+
+class Server:
+    def __init__(self, root: Path, port: int, token: str) -> None:
+        self.root, self.port, self.token = root, port, token
+        self.base = f"http://127.0.0.1:{port}"
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/lab/tree/{path}?token={self.token}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("jupyter-root")
+    (root / "notebooks").mkdir()
+    shutil.copy(labs.START, root / "notebooks" / labs.START.name)
+    port, token = free_ports(1)[0], secrets.token_hex(16)
+    log = (root / "jupyter.log").open("w")
+    argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.port_retries=0"]
+    argv += ["--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}"]
+    argv += [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    if os.geteuid() == 0:
+        argv.append("--allow-root")
+    proc = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
+    server = Server(root, port, token)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{server.base}/api/status?token={token}", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None:
+                pytest.fail(f"JupyterLab exited: {(root / 'jupyter.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab did not answer within 60 s")
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(server: Server) -> Iterator[Page]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def open_notebook(page: Page, server: Server, path: str) -> None:
+    page.goto(server.url(path))
+    page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+    # The kernel the notebook names is the lab's; the status bar shows it once it is idle.
+    expect(page.get_by_text(f"{kernelspec()['display_name']} | Idle")).to_be_visible(timeout=60_000)
+
+
+def run_all(page: Page) -> None:
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    page.wait_for_timeout(1000)
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputArea-prompt')];
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+        }""",
+        timeout=CELL_TIMEOUT_MS,
+    )
+
+
+def no_errors(page: Page) -> None:
+    text = page.locator(".jp-Notebook").first.inner_text()
+    assert "Traceback (most recent call last)" not in text, text[-3000:]
+
+
+def test_the_start_page_runs_and_shows_the_cluster(browser_page: Page, server: Server) -> None:
+    page = browser_page
+    open_notebook(page, server, f"notebooks/{labs.START.name}")
+    # The curriculum table is there before anything runs.
+    expect(page.get_by_role("link", name="Producers", exact=True)).to_be_visible()
+    shot(page, "00-opened")
+    run_all(page)
+    no_errors(page)
+    brokers = page.locator("table.dataframe", has_text="127.0.0.1").first
+    expect(brokers).to_be_visible()
+    brokers.scroll_into_view_if_needed()
+    assert brokers.locator("tbody tr").count() == 3  # one row per broker
+    shot(page, "00-cluster-table")
+    # Each chart is drawn from the bundled JavaScript (no CDN is reachable here).
+    chart = page.locator(".vega-embed").first
+    chart.scroll_into_view_if_needed()
+    expect(chart.locator("canvas, svg").first).to_be_visible(timeout=30_000)
+    shot(page, "00-chart")
+
+
+def test_the_kernel_is_named_for_the_lab(server: Server) -> None:
+    specs = requests.get(f"{server.base}/api/kernelspecs?token={server.token}", timeout=10).json()
+    assert KERNEL_NAME in specs["kernelspecs"]
+    spec = nbformat.read(server.root / "notebooks" / labs.START.name, as_version=4)
+    assert spec.metadata["kernelspec"]["name"] == KERNEL_NAME
