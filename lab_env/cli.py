@@ -148,6 +148,14 @@ def cmd_kafka(lab: Backend, args: argparse.Namespace) -> int:
     return tools.run(lab.cfg, args.tool, args.args).returncode
 
 
+# No news feed or update check: the lab may be offline, and a learner's first view should be
+# the start page, not a prompt about announcements.
+JUPYTER_QUIET = [
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+]
+
+
 def cmd_jupyter(lab: Backend, args: argparse.Namespace) -> int:
     cfg = lab.cfg
     ensure_kernel()  # the kernel every notebook names
@@ -161,6 +169,7 @@ def cmd_jupyter(lab: Backend, args: argparse.Namespace) -> int:
         f"--ServerApp.root_dir={REPO}",
         f"--LabApp.default_url=/lab/tree/notebooks/{labs.START.name}",  # the start page
     ]
+    argv += JUPYTER_QUIET
     if args.no_browser:
         argv.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:

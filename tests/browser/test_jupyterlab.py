@@ -23,6 +23,7 @@ import requests
 
 from lab_env import labs
 from lab_env.api import Lab
+from lab_env.cli import JUPYTER_QUIET
 from lab_env.kernel import KERNEL_NAME, kernelspec
 from tests.helpers import free_ports
 
@@ -64,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Serve
     log = (root / "jupyter.log").open("w")
     argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.port_retries=0"]
     argv += ["--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}"]
-    argv += [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    argv += [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *JUPYTER_QUIET]
     if os.geteuid() == 0:
         argv.append("--allow-root")
     proc = subprocess.Popen(
@@ -128,7 +129,8 @@ def run_all(page: Page) -> None:
     page.wait_for_timeout(1000)
     page.wait_for_function(
         """() => {
-            const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputArea-prompt')];
+            const code = '.jp-Notebook .jp-CodeCell .jp-InputArea-prompt';
+            const prompts = [...document.querySelectorAll(code)];
             return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
         }""",
         timeout=CELL_TIMEOUT_MS,
