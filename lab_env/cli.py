@@ -22,7 +22,7 @@ from lab_env.backends import Backend, backend
 from lab_env.config import KAFKA_VERSION, REPO, LabConfig, load_config
 from lab_env.embedded import EmbeddedLab
 from lab_env.errors import LabError
-from lab_env.kernel import ensure_kernel
+from lab_env.kernel import ensure_kernel, ensure_settings
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -159,6 +159,7 @@ JUPYTER_QUIET = [
 def cmd_jupyter(lab: Backend, args: argparse.Namespace) -> int:
     cfg = lab.cfg
     ensure_kernel()  # the kernel every notebook names
+    ensure_settings()
     argv = [
         sys.executable,
         "-m",

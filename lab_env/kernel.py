@@ -1,4 +1,5 @@
-"""The Jupyter kernel named for the lab, and the notebooks' metadata that selects it.
+"""The Jupyter kernel named for the lab, the notebooks' metadata that selects it, and
+JupyterLab's settings for this environment.
 
 Every notebook names the kernel ``kafka-lab`` (this project's Python environment, with
 ``lab_env`` importable), so JupyterLab never asks which kernel to use and never picks another
@@ -8,6 +9,7 @@ setup`` and ``lab jupyter`` do it for you).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,5 +31,32 @@ def ensure_kernel() -> Path:
     return Path(install(kernel_name=KERNEL_NAME, display_name=DISPLAY_NAME, prefix=sys.prefix))
 
 
+# JupyterLab asks on first start whether to fetch news; the lab may be offline and a learner's
+# first view should be the start page, so the answer is given here: no news, no update checks.
+SETTINGS = {
+    "@jupyterlab/apputils-extension:notification": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    }
+}
+
+
+def ensure_settings() -> Path:
+    """Merge the lab's JupyterLab settings into this environment's ``overrides.json``."""
+    path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    current: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            current = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            current = {}
+    for plugin, values in SETTINGS.items():
+        current[plugin] = {**current.get(plugin, {}), **values}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=2) + "\n")
+    return path
+
+
 if __name__ == "__main__":
     print(f"kernel {KERNEL_NAME!r} installed in {ensure_kernel()}")
+    print(f"JupyterLab settings in {ensure_settings()}")
