@@ -22,6 +22,7 @@ from papermill.parameterize import parameterize_notebook
 from lab_env import labs
 from lab_env.api import Lab
 from lab_env.errors import LabError
+from lab_env.kernel import KERNEL_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "notebooks"
@@ -46,7 +47,7 @@ def execute(path: Path) -> Path:
         str(path),
         str(out),
         parameters=ci_parameters(path),
-        kernel_name="python3",
+        kernel_name=KERNEL_NAME,
         cwd=str(REPO),
         progress_bar=False,
         execution_timeout=300,
@@ -82,7 +83,7 @@ def test_unsolved_lab_fails_every_check(lab: Lab, path: Path) -> None:
     notebook = parameterize_notebook(load_notebook_node(str(path)), ci_parameters(path))
     NotebookClient(
         notebook,
-        kernel_name="python3",
+        kernel_name=KERNEL_NAME,
         timeout=300,
         allow_errors=True,
         resources={"metadata": {"path": str(REPO)}},
@@ -135,7 +136,7 @@ def test_every_lab_has_a_solution_region_and_a_check() -> None:
         text = path.read_text()
         assert labs.BEGIN in text, f"{label(path)} has no solution region"
         assert "check_" in text, f"{label(path)} calls no check"
-        assert json.loads(text)["metadata"]["kernelspec"]["name"] == "python3"
+        assert json.loads(text)["metadata"]["kernelspec"]["name"] == KERNEL_NAME
 
 
 def test_strip_solutions_keeps_stubs_and_indentation() -> None:
