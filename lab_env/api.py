@@ -40,6 +40,11 @@ _GROUP_RETRIABLE = {
 SERIALIZER_CONFIG = {"subject.name.strategy.type": "TOPIC"}
 
 
+def with_prefix(prefix: str, name: str) -> str:
+    """``prefix + name``, unless ``name`` already carries the prefix."""
+    return name if name.startswith(prefix) else prefix + name
+
+
 @dataclass
 class BrokerInfo:
     id: int
@@ -72,6 +77,17 @@ class Lab:
     def faults(self) -> Backend:
         """``kill``/``start``/``pause``/``resume`` a node (1, 2, 3 or "kafka-1"...)."""
         return self.backend
+
+    # -- shared-cluster workshops (lab_env/workshop.py): each learner's own namespace -----------
+
+    def topic(self, name: str) -> str:
+        """``name`` in this learner's namespace (``alice.orders`` with prefix ``alice.``), where
+        a workshop learner's ACLs allow it; ``name`` itself in single-user mode."""
+        return with_prefix(self.config.prefix, name)
+
+    def group(self, name: str) -> str:
+        """A consumer group id in this learner's namespace (see ``topic``)."""
+        return with_prefix(self.config.prefix, name)
 
     def client_config(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
         """The lab's connection (and security) settings, overlaid with ``config``."""

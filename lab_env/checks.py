@@ -1,6 +1,12 @@
-"""What a lab check raises: a specific, teaching sentence, never a bare assert."""
+"""What a lab check raises: a specific, teaching sentence, never a bare assert.
+
+Every attempt is recorded for the instructor (lab_env/progress.py): ``passed`` records the
+passes, and inside IPython a cell that ends in a check's exception records the failure.
+"""
 
 from __future__ import annotations
+
+from lab_env import progress
 
 
 class LabCheckError(AssertionError):
@@ -14,3 +20,7 @@ def require(condition: object, message: str) -> None:
 
 def passed(what: str) -> None:
     print(f"PASSED: {what}")
+    progress.record_pass(what)
+
+
+progress.watch_notebook()

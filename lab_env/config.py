@@ -11,7 +11,9 @@ user may want to change is overridable, in this order of precedence:
 
 from __future__ import annotations
 
+import getpass
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -79,6 +81,14 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(os.environ.get(var) or Path.home() / fallback)
 
 
+def _os_user() -> str:
+    """Who runs the lab: the learner's name in progress records unless ``learner`` is set."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "learner"
+
+
 @dataclass(frozen=True)
 class Ports:
     brokers: tuple[int, ...] = (9092, 9093, 9094)
@@ -131,6 +141,9 @@ class LabConfig:
     registry_url: str | None = None
     prometheus_url: str | None = None
     client: dict[str, str] = field(default_factory=dict)  # extra librdkafka settings (security)
+    # shared-cluster workshops (lab_env/workshop.py, lab_env/progress.py)
+    learner: str = field(default_factory=_os_user)  # whose check attempts these are
+    prefix: str = ""  # this learner's namespace, e.g. "alice."; empty: single-user mode
 
     # -- derived ---------------------------------------------------------------------------------
 
@@ -181,8 +194,11 @@ ENV_KEYS = {
     "KAFKA_LAB_JUPYTER_PORT": "ports.jupyter",
     "KAFKA_LAB_BROKER_HEAP": "heaps.broker",
     "KAFKA_LAB_REGISTRY_HEAP": "heaps.registry",
+    "KAFKA_LAB_LEARNER": "learner",
+    "KAFKA_LAB_PREFIX": "prefix",
 }
 BACKENDS = ("embedded", "docker", "external")
+NAMESPACE = re.compile(r"[A-Za-z0-9._-]{0,200}")  # a prefix of topic and group names
 
 
 def node_id(name: str | int) -> int:
@@ -249,6 +265,11 @@ def _apply(cfg: LabConfig, key: str, value: Any, source: str) -> LabConfig:
         return replace(cfg, maven_args=tuple(str(value).split()))
     if key == "backend" and value not in BACKENDS:
         raise LabError(f"{source}: backend must be one of {', '.join(BACKENDS)}, got {value!r}.")
+    if key == "prefix" and not NAMESPACE.fullmatch(str(value)):
+        raise LabError(
+            f"{source}: prefix must be empty or letters, digits, '.', '_' or '-' "
+            f"(what Kafka allows in topic names), got {value!r}."
+        )
     return replace(cfg, **{key: str(value)})
 
 
