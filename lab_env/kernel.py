@@ -33,11 +33,14 @@ def ensure_kernel() -> Path:
 
 # JupyterLab asks on first start whether to fetch news; the lab may be offline and a learner's
 # first view should be the start page, so the answer is given here: no news, no update checks.
+# Notebooks render every cell (no windowing): the lessons are a few dozen cells, and windowed
+# rendering could leave a scrolled-to output blank for a moment.
 SETTINGS = {
     "@jupyterlab/apputils-extension:notification": {
         "fetchNews": "false",
         "checkForUpdates": False,
-    }
+    },
+    "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
 }
 
 

@@ -35,7 +35,14 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from lab_env import tools
 from lab_env.api import Lab
 from lab_env.errors import LabError
-from lab_env.producing import Run, benchmark, order_values, percentile, warm_partitions
+from lab_env.producing import (
+    Run,
+    benchmark,
+    order_values,
+    percentile,
+    produce_requests,
+    warm_partitions,
+)
 
 # librdkafka's defaults for the keys the explorer offers, except idempotence, which is on: the
 # lab's lessons recommend it, and the Java client has it on by default.
@@ -220,8 +227,12 @@ def produce(
     """Run the Python producer (``spec.processes`` processes) and return one table row.
 
     Without ``topic`` a new topic of ``spec.partitions`` partitions (RF 3) is created for the run
-    and deleted afterwards. ``progress`` gets the records handed to the producer so far (of the
-    first process, scaled to the whole run).
+    and deleted afterwards. ``progress`` gets the records handed to the producer so far (one
+    process only; with several it is called once, at the end).
+
+    Several processes are started with ``spawn`` (never fork a process that runs librdkafka's
+    threads), which re-imports the caller's main module: a plain script must guard its entry
+    point with ``if __name__ == "__main__":``. Notebooks need nothing.
     """
     spec.check()
     settings = producer_settings(settings)
@@ -235,6 +246,7 @@ def produce(
                 values,
                 keys(spec, spec.records),
                 deadline_s=spec.deadline_s,
+                stats=True,
                 progress=progress,
             )
             runs = [run]
@@ -271,6 +283,7 @@ def _produce_share(job: tuple[ProduceSpec, dict[str, Any], str, int, int, float]
         payloads(spec, count, offset),
         keys(spec, count, offset),
         deadline_s=spec.deadline_s,
+        stats=True,
         start_at=start_at,
     )
 
@@ -300,7 +313,8 @@ def _row(
         "seconds": round(seconds, 2),
         "records/s": round(delivered / seconds),
         "MB/s": round(sum(r.delivered_bytes for r in runs) / seconds / 1e6, 2),
-        "CPU s": round(sum(r.cpu_seconds for r in runs), 2),
+        "CPU s": round(sum(r.cpu_seconds for r in runs), 3),
+        "produce requests": sum(produce_requests(r.stats) for r in runs),
         "p50 ms": round(percentile(latencies, 0.50), 1),
         "p95 ms": round(percentile(latencies, 0.95), 1),
         "p99 ms": round(percentile(latencies, 0.99), 1),
@@ -407,7 +421,7 @@ def consume(
         "seconds": round(seconds, 2),
         "records/s": round(seen / seconds),
         "MB/s": round(size / seconds / 1e6, 2),
-        "CPU s": round(cpu, 2),
+        "CPU s": round(cpu, 3),
     }
 
 

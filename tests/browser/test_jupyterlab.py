@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.cluster]
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "test-artifacts" / "browser"
 CHROMIUM = os.environ.get("KAFKA_LAB_CHROMIUM", "/usr/bin/chromium")
-CELL_TIMEOUT_MS = 180_000
+CELL_TIMEOUT_MS = int(os.environ.get("KAFKA_LAB_BROWSER_TIMEOUT_MS", "180000"))
 
 try:
     from playwright.sync_api import Page, expect, sync_playwright
@@ -47,13 +47,31 @@ if sync_playwright is None or not Path(CHROMIUM).is_file():
     )
 
 
+EXPLORER = "explorer.ipynb"
+CURRENT = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook in front
+RECORDS = 3000
+
+
+def explorer_notebook(path: Path) -> None:
+    """Module 06's explorer in a notebook of its own, sized for a quick run."""
+    cells = [
+        "from lab_env import lab\nfrom lab_env.explorer import Explorer",
+        f"explorer = Explorer(lab)\nexplorer.configure({{'records': {RECORDS}, 'partitions': 3}})"
+        "\nexplorer",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata["kernelspec"] = kernelspec()
+    nbformat.write(notebook, path)
+
+
 class Server:
     def __init__(self, root: Path, port: int, token: str) -> None:
         self.root, self.port, self.token = root, port, token
         self.base = f"http://127.0.0.1:{port}"
 
     def url(self, path: str) -> str:
-        return f"{self.base}/lab/tree/{path}?token={self.token}"
+        # reset: a fresh workspace, so the notebook opened is the only tab and has the focus
+        return f"{self.base}/lab/tree/{path}?reset&token={self.token}"
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +79,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Serve
     root = tmp_path_factory.mktemp("jupyter-root")
     (root / "notebooks").mkdir()
     shutil.copy(labs.START, root / "notebooks" / labs.START.name)
+    explorer_notebook(root / "notebooks" / EXPLORER)
     port, token = free_ports(1)[0], secrets.token_hex(16)
     log = (root / "jupyter.log").open("w")
     argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.port_retries=0"]
     argv += ["--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}"]
     argv += [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *JUPYTER_QUIET]
+    # A workspace of its own: JupyterLab would otherwise restore tabs of an earlier run.
+    argv.append(f"--LabApp.workspaces_dir={root / '.workspaces'}")
     if os.geteuid() == 0:
         argv.append("--allow-root")
     proc = subprocess.Popen(
@@ -118,27 +139,37 @@ def shot(page: Page, name: str) -> None:
 
 def open_notebook(page: Page, server: Server, path: str) -> None:
     page.goto(server.url(path))
-    page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+    page.locator(CURRENT).first.wait_for(timeout=60_000)
+    page.locator(f"{CURRENT} .jp-Cell").first.click()  # focus: the Run menu acts on this one
     # The kernel the notebook names is the lab's; the status bar shows it once it is idle.
     expect(page.get_by_text(f"{kernelspec()['display_name']} | Idle")).to_be_visible(timeout=60_000)
 
 
-def run_all(page: Page) -> None:
+def run_all(page: Page, name: str) -> None:
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     page.wait_for_timeout(1000)
+    try:
+        _wait_until_every_cell_ran(page)
+    except Exception:
+        shot(page, f"{name}-did-not-finish")
+        raise
+
+
+def _wait_until_every_cell_ran(page: Page) -> None:
     page.wait_for_function(
-        """() => {
-            const code = '.jp-Notebook .jp-CodeCell .jp-InputArea-prompt';
+        """(current) => {
+            const code = `${current} .jp-CodeCell .jp-InputArea-prompt`;
             const prompts = [...document.querySelectorAll(code)];
             return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
         }""",
+        arg=CURRENT,
         timeout=CELL_TIMEOUT_MS,
     )
 
 
 def no_errors(page: Page) -> None:
-    text = page.locator(".jp-Notebook").first.inner_text()
+    text = page.locator(CURRENT).first.inner_text()
     assert "Traceback (most recent call last)" not in text, text[-3000:]
 
 
@@ -148,7 +179,7 @@ def test_the_start_page_runs_and_shows_the_cluster(browser_page: Page, server: S
     # The curriculum table is there before anything runs.
     expect(page.get_by_role("link", name="Producers", exact=True)).to_be_visible()
     shot(page, "00-opened")
-    run_all(page)
+    run_all(page, "00")
     no_errors(page)
     brokers = page.locator("table.dataframe", has_text="127.0.0.1").first
     expect(brokers).to_be_visible()
@@ -167,3 +198,33 @@ def test_the_kernel_is_named_for_the_lab(server: Server) -> None:
     assert KERNEL_NAME in specs["kernelspecs"]
     spec = nbformat.read(server.root / "notebooks" / labs.START.name, as_version=4)
     assert spec.metadata["kernelspec"]["name"] == KERNEL_NAME
+
+
+def test_the_tuning_explorer_runs_from_the_page(browser_page: Page, server: Server) -> None:
+    page = browser_page
+    open_notebook(page, server, f"notebooks/{EXPLORER}")
+    run_all(page, "06")
+    no_errors(page)
+    slider = page.locator(".widget-slider", has=page.locator("label", has_text="linger.ms"))
+    expect(slider).to_be_visible(timeout=30_000)
+    readout = slider.locator(".widget-readout")
+    before = int(readout.inner_text())
+    # Move the slider as a learner does: grab its handle, then nudge it with the arrow keys.
+    slider.locator(".noUi-handle").click()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    expect(readout).not_to_have_text(str(before))
+    moved = int(readout.inner_text())
+    assert moved > before
+    shot(page, "06-slider-moved")
+    page.locator("button.widget-button", has_text="Run").click()
+    # The run's row names the new linger.ms, in the table and beside the chart.
+    row = page.locator(".widget-output table tbody tr", has_text=f"linger.ms={moved}")
+    expect(row).to_be_visible(timeout=CELL_TIMEOUT_MS)
+    assert row.locator("td").count() >= 6
+    expect(
+        page.locator(".widget-output .vega-embed canvas, .widget-output .vega-embed svg").first
+    ).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("1 run(s) added, 1 in all.")).to_be_visible()
+    page.locator(".widget-output").first.scroll_into_view_if_needed()
+    shot(page, "06-results")
