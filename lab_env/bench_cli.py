@@ -63,6 +63,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         processes=args.processes,
         payload=args.payload,
         deadline_s=args.deadline,
+        produce_batch=args.produce_batch,
     )
     given = settings_from(args.set or [])
     if args.side == "produce":
@@ -125,6 +126,13 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("--payload", choices=tuning.PAYLOADS, default="random")
     bench.add_argument("--processes", type=int, default=1, help="producer processes")
     bench.add_argument("--batch", type=int, default=500, help="consume(num_messages=...)")
+    bench.add_argument(
+        "--produce-batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hand records to produce_batch() N at a time (default 0: produce() per record)",
+    )
     bench.add_argument("--deadline", type=float, default=60.0, help="seconds (default 60)")
     bench.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="a client setting; repeatable"

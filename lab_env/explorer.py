@@ -31,7 +31,15 @@ from lab_env.tuning import InvalidSettings, ProduceSpec
 
 PRODUCER_KEYS = tuple(tuning.PRODUCER_DEFAULTS)
 CONSUMER_KEYS = tuple(tuning.CONSUMER_DEFAULTS)
-SPEC_KEYS = ("records", "message bytes", "keys", "payload", "partitions", "processes")
+SPEC_KEYS = (
+    "records",
+    "message bytes",
+    "keys",
+    "payload",
+    "partitions",
+    "processes",
+    "produce_batch",
+)
 MODES = ("produce", "consume")
 BATCH_KEY = "consume(num_messages)"
 PERF_KEY = "also run Kafka's perf tool"
@@ -79,6 +87,7 @@ def _controls() -> dict[str, widgets.ValueWidget]:
         "payload": choice("payload", tuning.PAYLOADS, spec.payload),
         "partitions": number("partitions", spec.partitions),
         "processes": number("processes", spec.processes),
+        "produce_batch": number("produce_batch", spec.produce_batch),
         "fetch.min.bytes": number("fetch.min.bytes", tuning.CONSUMER_DEFAULTS["fetch.min.bytes"]),
         "fetch.wait.max.ms": number(
             "fetch.wait.max.ms", tuning.CONSUMER_DEFAULTS["fetch.wait.max.ms"]
@@ -216,6 +225,7 @@ class Explorer:
             payload=self.value("payload"),
             partitions=self.value("partitions"),
             processes=self.value("processes"),
+            produce_batch=self.value("produce_batch"),
             deadline_s=self.deadline_s,
         )
 

@@ -82,6 +82,7 @@ class ProduceSpec:
     payload: str = "random"  # random A..Z letters (as kafka-producer-perf-test), or order JSON
     deadline_s: float = 60.0
     seed: int = 0
+    produce_batch: int = 0  # 0: produce() per record; N: produce_batch() with N records a call
 
     def check(self) -> None:
         _in_range("records", self.records, 1, 5_000_000)
@@ -89,6 +90,7 @@ class ProduceSpec:
         _in_range("partitions", self.partitions, 1, 48)
         _in_range("processes", self.processes, 1, 8)
         _in_range("deadline (s)", self.deadline_s, 1, 600)
+        _in_range("produce_batch size (0: produce() per record)", self.produce_batch, 0, 100_000)
         _one_of("key distribution", self.keys, KEYS)
         _one_of("payload", self.payload, PAYLOADS)
 
@@ -248,6 +250,7 @@ def produce(
                 deadline_s=spec.deadline_s,
                 stats=True,
                 progress=progress,
+                batch=spec.produce_batch,
             )
             runs = [run]
         else:
@@ -285,6 +288,7 @@ def _produce_share(job: tuple[ProduceSpec, dict[str, Any], str, int, int, float]
         deadline_s=spec.deadline_s,
         stats=True,
         start_at=start_at,
+        batch=spec.produce_batch,
     )
 
 
@@ -306,6 +310,7 @@ def _row(
         "partitions": spec.partitions,
         "keys": spec.keys,
         "payload": spec.payload,
+        "produce_batch": spec.produce_batch,
         "records": sum(r.records for r in runs),
         "failed": sum(errors.values()),
         "errors": ", ".join(f"{k} x{v}" for k, v in sorted(errors.items())),

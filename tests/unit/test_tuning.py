@@ -94,6 +94,7 @@ def test_consumer_settings() -> None:
         ),
         ("partitions", 0, "partitions must be"),
         ("processes", 9, "processes must be"),
+        ("produce_batch", -1, r"produce_batch size \(0: produce\(\) per record\)"),
         ("keys", "zipf", "key distribution must be one of none, uniform, skewed; got 'zipf'"),
         ("payload", "avro", "payload must be one of random, orders"),
     ],
