@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from lab_env import artifacts
 from lab_env.config import LabConfig
@@ -83,13 +84,23 @@ def argv(
 
 
 def run(
-    cfg: LabConfig, tool: str, args: list[str], capture: bool = False
+    cfg: LabConfig,
+    tool: str,
+    args: list[str],
+    capture: bool = False,
+    properties: dict[str, Any] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a tool to completion (fetching the tools first if needed)."""
+    """Run a tool to completion (fetching the tools first if needed).
+
+    ``properties`` are client settings for the tool (e.g. a consumer's fetch settings); they go
+    into the one properties file the tool is given, together with an external cluster's
+    security settings, which they override.
+    """
     artifacts.fetch(cfg, "tools")
     with tempfile.TemporaryDirectory() as tmp:
         props = None
-        if cfg.client:  # security settings of an external cluster, as a Java properties file
+        settings = {**cfg.client, **(properties or {})}
+        if settings:  # as a Java properties file
             props = Path(tmp) / "client.properties"
-            props.write_text("".join(f"{k}={v}\n" for k, v in cfg.client.items()))
+            props.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         return subprocess.run(argv(cfg, tool, args, props), capture_output=capture, text=True)

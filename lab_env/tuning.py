@@ -18,10 +18,8 @@ compares defaults, not clients.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -43,6 +41,7 @@ from lab_env.producing import (
     produce_requests,
     warm_partitions,
 )
+from lab_env.transactional_worker import end_offsets
 
 # librdkafka's defaults for the keys the explorer offers, except idempotence, which is on: the
 # lab's lessons recommend it, and the Java client has it on by default.
@@ -390,7 +389,7 @@ def consume(
     meta = lab.admin().list_topics(topic, timeout=10).topics[topic]
     if meta.error is not None:
         raise LabError(f"topic {topic!r} is not there: {meta.error.str()}.")
-    ends = _ends(lab, topic, list(meta.partitions))
+    ends = end_offsets(lab.admin(), topic)
     wanted = min(records or sum(ends.values()), sum(ends.values()))
     consumer = Consumer(
         lab.client_config(
@@ -428,16 +427,6 @@ def consume(
         "MB/s": round(size / seconds / 1e6, 2),
         "CPU s": round(cpu, 3),
     }
-
-
-def _ends(lab: Lab, topic: str, partitions: list[int]) -> dict[int, int]:
-    consumer = Consumer(lab.client_config({"group.id": "tuning-watermarks"}))
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in partitions
-        }
-    finally:
-        consumer.close()
 
 
 # -- Kafka's own tools ---------------------------------------------------------------------------
@@ -537,25 +526,8 @@ def java_consume(
         "fetch.max.wait.ms": settings["fetch.wait.max.ms"],
         "auto.offset.reset": "earliest",
     }
-    with _properties_file(props) as path:
-        args = ["--topic", topic, "--num-records", str(records), "--timeout", "30000"]
-        args += ["--command-config", path]
-        done = tools.run(lab.config, "consumer-perf-test", args, capture=True)
+    args = ["--topic", topic, "--num-records", str(records), "--timeout", "30000"]
+    done = tools.run(lab.config, "consumer-perf-test", args, capture=True, properties=props)
     if done.returncode != 0:
         raise LabError(f"kafka-consumer-perf-test failed:\n{(done.stderr or done.stdout)[-800:]}")
     return {"engine": "java", **settings, "batch": None, **parse_consumer_perf(done.stdout)}
-
-
-class _properties_file:
-    def __init__(self, props: dict[str, Any]) -> None:
-        self.props = props
-        self.path = ""
-
-    def __enter__(self) -> str:
-        fd, self.path = tempfile.mkstemp(suffix=".properties", prefix="lab-tuning-")
-        with os.fdopen(fd, "w") as out:
-            out.writelines(f"{k}={v}\n" for k, v in self.props.items())
-        return self.path
-
-    def __exit__(self, *exc: object) -> None:
-        os.unlink(self.path)
