@@ -5,7 +5,7 @@
         first = Member(lab, group, topic, "consumer-1", recorder).start()
         ...
     recorder.ownership()         # who owned which partition, from when to when
-    lag(lab, group, topic, 6)    # committed offsets (admin API) against high watermarks
+    lag(lab, group, topic, 6)    # committed offsets against high watermarks
 
 Every member is a real ``confluent_kafka.Consumer`` subscribed with ``on_assign``,
 ``on_revoke`` and ``on_lost`` callbacks; the callbacks and every ``consume()`` batch are recorded
@@ -28,16 +28,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_INVALID,
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from lab_env.api import Lab
 from lab_env.errors import LabError
+from lab_env.group_offsets import committed_on as committed_offsets
 
 
 class Recorder:
@@ -352,18 +348,7 @@ def group_members(lab: Lab, group: str) -> list[dict[str, Any]]:
 
 
 # -- lag: a group's committed offsets against the partitions' high watermarks -------------------
-
-
-def committed_offsets(lab: Lab, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offset per partition, from the admin API (None: no commit yet)."""
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, p) for p in range(partitions)]
-    )
-    result = lab.admin().list_consumer_group_offsets([request], request_timeout=10)[group]
-    return {
-        tp.partition: None if tp.offset == OFFSET_INVALID else tp.offset
-        for tp in result.result().topic_partitions
-    }
+# committed_offsets(lab, group, topic, partitions) is group_offsets.committed_on, re-exported.
 
 
 def end_offsets(lab: Lab, topic: str, partitions: int) -> dict[int, int]:

@@ -39,7 +39,6 @@ from typing import Any
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Message,
@@ -49,6 +48,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from lab_env.config import load_config
+from lab_env.group_offsets import Client, committed_on
 
 # The broker's floor for session.timeout.ms (group.min.session.timeout.ms): a static member that
 # stopped is dropped from the group 6 s later instead of 45 s.
@@ -414,22 +414,18 @@ def main(argv: list[str] | None = None) -> int:
 # -- the supervisor --------------------------------------------------------------------------------
 
 
-def committed_offsets(admin: AdminClient, group: str, topic: str) -> dict[int, int]:
+def committed_offsets(lab: Client, group: str, topic: str) -> dict[int, int]:
     """The group's committed offset of each partition of ``topic`` (partitions with none left out).
 
     An offset sent with ``send_offsets_to_transaction`` shows up here once its transaction
-    commits, never before, and never if it aborts.
+    commits, never before, and never if it aborts. ``lab`` is the lab or a client configuration.
+    No answer from the coordinator (it may be moving) reads as nothing committed yet.
     """
-    request = [ConsumerGroupTopicPartitions(group)]
     try:
-        result = admin.list_consumer_group_offsets(request, request_timeout=10)[group].result()
+        offsets = committed_on(lab, group, topic)
     except KafkaException:
-        return {}  # no such group yet
-    return {
-        tp.partition: tp.offset
-        for tp in result.topic_partitions
-        if tp.topic == topic and tp.offset >= 0
-    }
+        return {}
+    return {p: offset for p, offset in offsets.items() if offset is not None}
 
 
 def end_offsets(admin: AdminClient, topic: str) -> dict[int, int]:
@@ -451,7 +447,7 @@ def caught_up(committed: dict[int, int], ends: dict[int, int]) -> bool:
 
 
 def wait_until_caught_up(
-    admin: AdminClient,
+    lab: Client,
     group: str,
     topic: str,
     ends: dict[int, int],
@@ -462,10 +458,10 @@ def wait_until_caught_up(
     ``alive()`` turns false (False)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if caught_up(committed_offsets(admin, group, topic), ends):
+        if caught_up(committed_offsets(lab, group, topic), ends):
             return True
         if not alive():
-            return caught_up(committed_offsets(admin, group, topic), ends)
+            return caught_up(committed_offsets(lab, group, topic), ends)
         time.sleep(0.2)
     return False
 

@@ -411,7 +411,7 @@ class Scenario:
         """Wait until the group's committed offsets pass the input written so far; give up early
         when the worker has ended or ``unless()`` is true."""
         return wait_until_caught_up(
-            self.lab.admin(),
+            self.lab,
             self.group,
             self.input,
             self.ends,
@@ -420,7 +420,7 @@ class Scenario:
         )
 
     def caught_up(self) -> bool:
-        return caught_up(committed_offsets(self.lab.admin(), self.group, self.input), self.ends)
+        return caught_up(committed_offsets(self.lab, self.group, self.input), self.ends)
 
     def output_pairs(self, isolation_level: str = "read_committed") -> list[tuple[Any, Any]]:
         """The output's (key, value) pairs. Commit markers reach the partitions a moment after

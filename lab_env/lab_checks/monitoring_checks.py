@@ -14,12 +14,13 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import TopicPartition
 
 from lab_env import monitoring
 from lab_env import prometheus_queries as pq
 from lab_env.api import Lab
 from lab_env.checks import passed, require
+from lab_env.group_offsets import committed_on
 from lab_env.health import quorum_leader
 
 RATE_WINDOW = "1m"
@@ -144,14 +145,9 @@ def _evaluate(lab: Lab, query: str, what: str, at: float | None = None) -> pd.Da
 
 
 def group_lag(lab: Lab, group: str, topic: str) -> int:
-    """The group's total lag on ``topic`` from the admin API: log end minus committed offset,
-    over the partitions the group has committed."""
-    answer = lab.admin().list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
-    committed = {
-        tp.partition: tp.offset
-        for tp in answer[group].result().topic_partitions
-        if tp.topic == topic and tp.offset >= 0
-    }
+    """The group's total lag on ``topic``: log end minus committed offset, over the partitions
+    the group has committed."""
+    committed = {p: o for p, o in committed_on(lab, group, topic).items() if o is not None}
     require(
         committed, f"group {group!r} has committed no offset on {topic!r}: run the set-up cell."
     )

@@ -22,7 +22,6 @@ from typing import Any
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Producer,
@@ -42,6 +41,7 @@ from confluent_kafka.admin import (
 
 from lab_env.api import Lab
 from lab_env.checks import passed, require
+from lab_env.group_offsets import committed_on
 from lab_env.records import read_all
 
 # Refusals should be quick: a client that cannot connect gives up on a broker after 3 s.
@@ -562,16 +562,10 @@ def check_shipping_service(
         f"{consumed.detail}). It needs READ on the topic {topic!r} and READ on the group "
         f"{group!r}.",
     )
-    committed = (
-        lab.admin()
-        .list_consumer_group_offsets([_group_request(group, topic, lab)], request_timeout=30)[group]
-        .result()
-    )
+    committed = committed_on(lab, group, topic, timeout=30)
     ends = _end_offsets(lab, topic)
-    behind = {  # an offset of -1001 means nothing committed: fine for an empty partition
-        tp.partition: ends[tp.partition] - max(tp.offset, 0)
-        for tp in committed.topic_partitions
-        if max(tp.offset, 0) < ends[tp.partition]
+    behind = {  # None means nothing committed: fine for an empty partition
+        p: ends[p] - (offset or 0) for p, offset in committed.items() if (offset or 0) < ends[p]
     }
     require(
         not behind,
@@ -597,11 +591,6 @@ def check_shipping_service(
         "a super user, or does it hold a cluster grant?",
     )
     passed(f"{user} consumes {topic!r} in group {group!r}, and nothing else")
-
-
-def _group_request(group: str, topic: str, lab: Lab) -> ConsumerGroupTopicPartitions:
-    partitions = lab.admin().list_topics(topic, timeout=10).topics[topic].partitions
-    return ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
 
 
 def _end_offsets(lab: Lab, topic: str) -> dict[int, int]:

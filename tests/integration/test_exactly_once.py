@@ -59,7 +59,7 @@ def killed_mid_batch(worker: WorkerProcess) -> None:
 
 def restarted_to_the_end(lab: Lab, p: dict[str, Any], transactional_id: str | None) -> None:
     with WorkerProcess.start(p["source"], p["output"], p["group"], transactional_id, BATCH) as w:
-        assert wait_until_caught_up(lab.admin(), p["group"], p["source"], p["ends"], 90, w.alive)
+        assert wait_until_caught_up(lab, p["group"], p["source"], p["ends"], 90, w.alive)
         assert w.stop() == 0
         assert w.events[-1]["event"] == "stopped"
 
@@ -81,7 +81,7 @@ def test_transactional_worker_sigkilled_mid_transaction_stays_exact(
     committed = len(read_all(lab, p["output"]))
     pending = len(read_all(lab, p["output"], isolation_level="read_uncommitted")) - committed
     assert 0 < pending <= BATCH
-    assert sum(committed_offsets(lab.admin(), p["group"], p["source"]).values()) == committed
+    assert sum(committed_offsets(lab, p["group"], p["source"]).values()) == committed
 
     restarted_to_the_end(lab, p, transactional_id)
     counts = output_counts(lab, p)
@@ -99,7 +99,7 @@ def test_at_least_once_worker_sigkilled_mid_batch_duplicates(
         WorkerProcess.start(p["source"], p["output"], p["group"], None, BATCH, 0, hang_in_txn=3)
     )
     delivered = len(read_all(lab, p["output"]))
-    committed = sum(committed_offsets(lab.admin(), p["group"], p["source"]).values())
+    committed = sum(committed_offsets(lab, p["group"], p["source"]).values())
     restarted_to_the_end(lab, p, None)
     counts = output_counts(lab, p)
     assert set(counts) == {transform(v.encode()).decode() for v in p["values"]}

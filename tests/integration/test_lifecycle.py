@@ -8,12 +8,12 @@ import uuid
 
 import psutil
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.schema_registry import Schema
 
 from lab_env import ports
 from lab_env.api import Lab
 from lab_env.embedded import EmbeddedLab
+from lab_env.group_offsets import committed_on
 from tests.helpers import run_lab
 
 pytestmark = [pytest.mark.cluster, pytest.mark.disruptive]
@@ -72,11 +72,5 @@ def test_data_survives_down_and_up_and_nothing_is_left_running(
     consumer.close()
     assert values == set(range(500))
     assert lab.registry().get_latest_version(subject).schema_id == schema_id
-    admin = lab.admin()  # held: a collected client never completes its futures
-    request = [_request(group, topic)]
-    committed = admin.list_consumer_group_offsets(request, request_timeout=30)[group].result()
-    assert sum(tp.offset for tp in committed.topic_partitions if tp.offset > 0) == seen
-
-
-def _request(group: str, topic: str) -> ConsumerGroupTopicPartitions:
-    return ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(3)])
+    committed = committed_on(lab, group, topic, 3, timeout=30)
+    assert sum(offset or 0 for offset in committed.values()) == seen
