@@ -182,9 +182,10 @@ def _maven(cfg: C.LabConfig) -> str:
     return mvn
 
 
-def _die_with_parent() -> None:
-    """In the Maven child: be killed when the lab dies, even by SIGKILL (Linux), so no orphan
-    keeps writing into a folder the next fetch has already swept away."""
+def die_with_parent() -> None:
+    """In a child process (``preexec_fn``): be killed when the parent dies, even by SIGKILL
+    (Linux). A Maven child then leaves no orphan writing into a folder the next fetch has
+    already swept away."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -207,7 +208,7 @@ def _run_maven(
         stderr=subprocess.STDOUT,
         text=True,
         cwd=work,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     errors: list[str] = []
     assert proc.stdout is not None

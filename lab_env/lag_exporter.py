@@ -2,7 +2,7 @@
 
 Kafka's brokers do not export consumer lag (it is a difference between two offsets they keep in
 different places: a partition's log end and a group's committed offset), so the lab computes it on
-every scrape, from the admin API, for every consumer group and partition:
+every scrape, for every consumer group and partition:
 
     kafka_consumergroup_committed_offset{group, topic, partition}
     kafka_topic_partition_end_offset{group, topic, partition}
@@ -12,15 +12,24 @@ every scrape, from the admin API, for every consumer group and partition:
 A partition the group has never committed counts as lag from the partition's start (its log start
 offset), like `kafka-consumer-groups --describe` shows it. Run it as
 ``python -m lab_env.lag_exporter --port 9308`` (``lab up`` does).
+
+Offsets and assignments come from the admin API: one client asks for every group, which is
+cheap. librdkafka's admin requests to a group coordinator can crash the process when the
+coordinator dies or moves mid-request (``lab_env.group_offsets`` says how; the lab's other readers
+go through it instead, at a consumer's cost per group). So the exporter serves from a child
+process that this command starts again whenever it dies of a signal: a broker fault costs a
+scrape or two, not the lag metrics.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -29,6 +38,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from lab_env.artifacts import die_with_parent
 from lab_env.config import LabConfig, load_config
 from lab_env.errors import LabError
 
@@ -114,8 +124,8 @@ class LagCollector(Collector):
     would vanish from the metrics.
     """
 
-    def __init__(self, new_admin: Callable[[], AdminClient]) -> None:
-        self.new_admin = new_admin
+    def __init__(self, client: dict[str, object]) -> None:
+        self.client = client
         self.lock = threading.Lock()  # one scrape at a time: each is several admin requests
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -137,7 +147,7 @@ class LagCollector(Collector):
         up = GaugeMetricFamily("kafka_lag_exporter_up", "1 if the cluster answered this scrape.")
         with self.lock:
             try:
-                rows = lags(self.new_admin())
+                rows = lags(AdminClient(self.client))
                 up.add_metric([], 1)
             except KafkaException:
                 rows = []
@@ -155,8 +165,7 @@ class LagCollector(Collector):
 
 
 def serve(cfg: LabConfig, port: int) -> None:
-    config = {**cfg.client_config(), "log_level": 0}
-    REGISTRY.register(LagCollector(lambda: AdminClient(config)))
+    REGISTRY.register(LagCollector({**cfg.client_config(), "log_level": 0}))
     try:
         server, thread = start_http_server(port, addr=cfg.host)
     except OSError as exc:
@@ -169,10 +178,39 @@ def serve(cfg: LabConfig, port: int) -> None:
     thread.join(5)
 
 
+def supervise(argv: list[str], pause_s: float = 1.0) -> int:
+    """Run ``python -m lab_env.lag_exporter --serve ARGV`` and run it again each time it dies of
+    a signal; return its exit code when it exits by itself. SIGTERM and SIGINT are passed on."""
+    child: subprocess.Popen[bytes] | None = None
+    stopping = threading.Event()
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    while True:
+        command = [sys.executable, "-m", "lab_env.lag_exporter", "--serve", *argv]
+        child = subprocess.Popen(command, preexec_fn=die_with_parent)
+        code = child.wait()
+        if stopping.is_set() or code >= 0:
+            return max(code, 0) if stopping.is_set() else code
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        print(f"lag exporter died of {name}; starting it again", file=sys.stderr, flush=True)
+        time.sleep(pause_s)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, help="default: the lab's lag exporter port")
+    parser.add_argument(
+        "--serve", action="store_true", help="serve in this process, without a supervisor"
+    )
     args = parser.parse_args(argv)
+    if not args.serve:
+        return supervise(["--port", str(args.port)] if args.port else [])
     try:
         cfg = load_config()
         serve(cfg, args.port or cfg.ports.lag_exporter)

@@ -1,19 +1,24 @@
-"""The consumer-lag exporter agrees with the admin API, Prometheus scrapes it, and the lab's alert
-rules go pending, fire during a broker fault and resolve after it."""
+"""The consumer-lag exporter agrees with the group's committed offsets, Prometheus scrapes it, it
+comes back when its serving process crashes, and the lab's alert rules go pending, fire during a
+broker fault and resolve after it."""
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
+import psutil
 import pytest
 import requests
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import TopicPartition
 
 from lab_env import monitoring
 from lab_env.api import Lab
-from lab_env.embedded import EmbeddedLab
+from lab_env.embedded import LAG_EXPORTER, EmbeddedLab
+from lab_env.group_offsets import committed_on
 from lab_env.health import wait_for
 from tests.helpers import run_lab
 from tests.integration.test_faults import wait_fully_replicated
@@ -55,8 +60,7 @@ def test_lag_exporter_matches_the_admin_api(lab: Lab, make_topic: Callable[..., 
     consumer.commit(asynchronous=False)
     consumer.close()
 
-    answer = lab.admin().list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
-    committed = {tp.partition: tp.offset for tp in answer[group].result().topic_partitions}
+    committed = {p: o for p, o in committed_on(lab, group, topic).items() if o is not None}
     reader = lab.consumer(f"it-lag-read-{uuid.uuid4().hex[:6]}")
     ends = {
         p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(3)
@@ -144,3 +148,36 @@ def test_alerts_fire_during_a_broker_fault_and_resolve(
         print(f"  {at:6.1f}  {states}")
     seen = [states.get("KafkaBrokerDown") for _, states in timeline]
     assert "pending" in seen and "firing" in seen  # for: 10s means pending first
+
+
+@pytest.mark.disruptive
+def test_the_exporter_comes_back_when_its_serving_process_crashes(
+    lab: Lab, embedded: EmbeddedLab
+) -> None:
+    record = embedded.procs.live(LAG_EXPORTER)
+    assert record is not None
+    supervisor = record.process()
+    assert supervisor is not None
+
+    def serving() -> list[psutil.Process]:
+        return supervisor.children()
+
+    wait_for("the exporter's serving process", lambda: len(serving()) == 1, timeout=30)
+    crashed = serving()[0]
+    crashed.send_signal(signal.SIGSEGV)  # what a librdkafka crash does to it
+    crashed.wait(10)
+    wait_for(
+        "a new serving process",
+        lambda: [p.pid for p in serving()] not in ([], [crashed.pid]),
+        timeout=30,
+    )
+
+    def answers() -> bool:
+        try:
+            return "kafka_lag_exporter_up" in exporter(lab)
+        except OSError:  # not listening yet
+            return False
+
+    wait_for("the exporter to answer again", answers, timeout=30)
+    assert supervisor.is_running()
+    assert "died of SIGSEGV; starting it again" in Path(record.log).read_text()
