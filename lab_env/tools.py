@@ -61,7 +61,9 @@ def argv(
         a.split("=", 1)[0] in ("--bootstrap-server", "--bootstrap-controller") for a in args
     )
     if tool not in NO_BOOTSTRAP and not given and not wants_help:
-        args = ["--bootstrap-server", cfg.bootstrap(), *args]
+        # Before the tool's own arguments: tools with subcommands (kafka-transactions,
+        # kafka-metadata-quorum, kafka-features) take their connection options first only.
+        connection = ["--bootstrap-server", cfg.bootstrap()]
         if client_config is not None:
             option = {
                 "producer-perf-test": "--producer.config",
@@ -71,7 +73,8 @@ def argv(
                 "console-producer": "--command-config",
                 "console-consumer": "--command-config",
             }.get(tool, "--command-config")
-            args += [option, str(client_config)]
+            connection += [option, str(client_config)]
+        args = [*connection, *args]
     return [
         java.path,
         "-Xmx512m",
@@ -81,6 +84,56 @@ def argv(
         TOOLS[tool],
         *args,
     ]
+
+
+# librdkafka's login modules for a SASL mechanism, by the Java name of the module.
+LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def java_client_properties(client: dict[str, str]) -> dict[str, str]:
+    """An external cluster's librdkafka security settings (``[client]`` in lab.toml) as the Java
+    clients of Kafka's tools spell them: the SASL user and password as a JAAS login, the CA file
+    as a PEM trust store, hostname verification "none" as an empty algorithm. Settings without a
+    Java spelling here are passed as they are."""
+    out = dict(client)
+    mechanism = out.pop("sasl.mechanisms", None) or out.get("sasl.mechanism")
+    if mechanism:
+        out["sasl.mechanism"] = mechanism
+    username, password = out.pop("sasl.username", None), out.pop("sasl.password", None)
+    if username is not None and password is not None:
+        module = LOGIN_MODULES.get(str(mechanism).upper())
+        if module is None:
+            raise LabError(
+                f"Kafka's tools cannot log in with sasl.mechanism={mechanism!r} from a username "
+                f"and password; the lab knows {', '.join(sorted(LOGIN_MODULES))}."
+            )
+
+        def quoted(text: str) -> str:
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        out["sasl.jaas.config"] = (
+            f"{module} required username={quoted(username)} password={quoted(password)};"
+        )
+    ca = out.pop("ssl.ca.location", None)
+    if ca is not None:
+        out["ssl.truststore.type"] = "PEM"
+        out["ssl.truststore.location"] = ca
+    if out.get("ssl.endpoint.identification.algorithm", "").lower() == "none":
+        out["ssl.endpoint.identification.algorithm"] = ""
+    return out
+
+
+def properties_text(settings: dict[str, Any]) -> str:
+    """``settings`` as a Java properties file, which reads a backslash as an escape."""
+
+    def escaped(text: object) -> str:
+        return str(text).replace("\\", "\\\\").replace("\n", "\\n")
+
+    return "".join(f"{k}={escaped(v)}\n" for k, v in settings.items())
 
 
 def run(
@@ -94,13 +147,24 @@ def run(
 
     ``properties`` are client settings for the tool (e.g. a consumer's fetch settings); they go
     into the one properties file the tool is given, together with an external cluster's
-    security settings, which they override.
+    security settings (``java_client_properties``), which they override.
     """
     artifacts.fetch(cfg, "tools")
     with tempfile.TemporaryDirectory() as tmp:
         props = None
-        settings = {**cfg.client, **(properties or {})}
+        settings = {**java_client_properties(cfg.client), **(properties or {})}
         if settings:  # as a Java properties file
             props = Path(tmp) / "client.properties"
-            props.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+            props.write_text(properties_text(settings))
         return subprocess.run(argv(cfg, tool, args, props), capture_output=capture, text=True)
+
+
+def quorum_leader(cfg: LabConfig) -> int | None:
+    """The KRaft quorum's leader, as `kafka-metadata-quorum describe --status` reports it over
+    the brokers' listener (with an external cluster's security settings); None if it fails."""
+    done = run(cfg, "metadata-quorum", ["describe", "--status"], capture=True)
+    for line in done.stdout.splitlines() if done.returncode == 0 else []:
+        key, _, value = line.partition(":")
+        if key.strip() == "LeaderId" and value.strip().lstrip("-").isdigit():
+            return int(value)
+    return None

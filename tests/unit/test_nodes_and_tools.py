@@ -242,10 +242,19 @@ def test_client_config_follows_the_bootstrap_server(tcfg: LabConfig, tmp_path: P
     assert args == [
         "--bootstrap-server",
         tcfg.bootstrap(),
-        "--list",
         "--command-config",
         str(props),
+        "--list",
     ]
+
+
+def test_connection_options_come_before_a_subcommand(tcfg: LabConfig, tmp_path: Path) -> None:
+    """kafka-transactions refuses --command-config after its subcommand (an external cluster's
+    security settings were passed there, and describe-producers failed)."""
+    props = tmp_path / "client.properties"
+    given = ["describe-producers", "--topic", "t", "--partition", "0"]
+    args = tool_args(tools.argv(tcfg, "transactions", given, props), "transactions")
+    assert args == ["--bootstrap-server", tcfg.bootstrap(), "--command-config", str(props), *given]
 
 
 @pytest.mark.parametrize("given", [["--bootstrap-controller", "127.0.0.1:19092"]])
@@ -346,3 +355,42 @@ def test_quorum_leader_counts_a_majority_of_all_voters(
     """With one node down, one remaining view is not a majority of the three voters."""
     monkeypatch.setattr(health, "quorum_leaders", lambda _cfg, _nodes=NODE_IDS: {1: 1})
     assert health.quorum_leader(cfg, (1,)) is None
+
+
+def test_an_external_clusters_security_settings_in_javas_spelling() -> None:
+    client = {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "ada",
+        "sasl.password": 'p"a\\ss',
+        "ssl.ca.location": "/certs/ca.pem",
+        "ssl.endpoint.identification.algorithm": "none",
+    }
+    assert tools.java_client_properties(client) == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="ada" password="p\\"a\\\\ss";',
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": "/certs/ca.pem",
+        "ssl.endpoint.identification.algorithm": "",
+    }
+    plain = tools.java_client_properties(
+        {"sasl.mechanisms": "PLAIN", "sasl.username": "u", "sasl.password": "p"}
+    )
+    assert plain["sasl.mechanism"] == "PLAIN" and "PlainLoginModule" in plain["sasl.jaas.config"]
+    assert tools.java_client_properties({"security.protocol": "SSL"}) == {
+        "security.protocol": "SSL"
+    }
+
+
+def test_an_unknown_sasl_mechanism_is_a_sentence() -> None:
+    with pytest.raises(LabError, match=r"cannot log in with sasl\.mechanism='GSSAPI'"):
+        tools.java_client_properties(
+            {"sasl.mechanism": "GSSAPI", "sasl.username": "u", "sasl.password": "p"}
+        )
+
+
+def test_properties_files_escape_backslashes() -> None:
+    text = tools.properties_text({"a": "x\\y", "b": 'z"'})
+    assert text == 'a=x\\\\y\nb=z"\n'
