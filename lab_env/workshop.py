@@ -44,6 +44,7 @@ NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 # What a learner may do in their namespace (PREFIXED "<name>."). DELETE and DESCRIBE_CONFIGS
 # beside read/write/create/describe because the labs clean up their own topics and groups and
 # read their topics' settings; transactional ids because lab 04 uses transactions.
+CLUSTER = "kafka-cluster"  # the name of Kafka's one CLUSTER resource
 GRANTS: dict[ResourceType, tuple[AclOperation, ...]] = {
     ResourceType.TOPIC: (
         AclOperation.READ,
@@ -83,14 +84,23 @@ def principal(name: str) -> str:
 
 
 def bindings(name: str) -> list[AclBinding]:
-    """The learner's ACLs: their namespace, and WRITE on the progress topic (LITERAL)."""
+    """The learner's ACLs: their namespace, WRITE on the progress topic (LITERAL), and DESCRIBE
+    and DESCRIBE_CONFIGS on the cluster. The last two read only: lab 00's tour reads the
+    cluster's id, controller, quorum and a broker's settings (Kafka masks sensitive ones). They
+    also list every group's name (ListGroups); other learners' groups stay closed to DESCRIBE
+    and READ."""
     prefix, who = prefix_of(name), principal(name)
     own = [
         allow(who, resource, prefix, operation, ResourcePatternType.PREFIXED)
         for resource, operations in GRANTS.items()
         for operation in operations
     ]
-    return [*own, allow(who, ResourceType.TOPIC, progress.topic_name(), AclOperation.WRITE)]
+    return [
+        *own,
+        allow(who, ResourceType.TOPIC, progress.topic_name(), AclOperation.WRITE),
+        allow(who, ResourceType.BROKER, CLUSTER, AclOperation.DESCRIBE),
+        allow(who, ResourceType.BROKER, CLUSTER, AclOperation.DESCRIBE_CONFIGS),
+    ]
 
 
 def snippet(lab: Lab, name: str, password: str) -> str:

@@ -236,11 +236,13 @@ def test_bad_learner_names_are_sentences(name: str) -> None:
         workshop.learner_name(name)
 
 
-def test_a_learner_is_granted_their_prefix_and_the_progress_topic_only() -> None:
+def test_a_learner_is_granted_their_prefix_the_progress_topic_and_reads_of_the_cluster() -> None:
     bindings = workshop.bindings("ann")
     outside = [b for b in bindings if b.name != "ann."]
     assert [(b.name, b.operation.name, b.resource_pattern_type.name) for b in outside] == [
-        ("lab.progress", "WRITE", "LITERAL")
+        ("lab.progress", "WRITE", "LITERAL"),
+        ("kafka-cluster", "DESCRIBE", "LITERAL"),
+        ("kafka-cluster", "DESCRIBE_CONFIGS", "LITERAL"),
     ]
     assert {b.principal for b in bindings} == {"User:ann"}
     assert all(b.resource_pattern_type.name == "PREFIXED" for b in bindings if b.name == "ann.")
