@@ -28,7 +28,7 @@ def read_all(
     aborted transactions are skipped and a partition ends at its last stable offset.
     """
     consumer = lab.consumer(
-        f"lab-read-{uuid.uuid4().hex[:8]}",
+        lab.group(f"lab-read-{uuid.uuid4().hex[:8]}"),
         {
             "enable.auto.commit": False,
             "isolation.level": isolation_level,

@@ -337,7 +337,7 @@ class _topic:
 
     def __init__(self, lab: Lab, partitions: int, name: str | None) -> None:
         self.lab, self.partitions, self.given = lab, partitions, name
-        self.name = name or f"tuning.{partitions}p.{uuid.uuid4().hex[:8]}"
+        self.name = name or lab.topic(f"tuning.{partitions}p.{uuid.uuid4().hex[:8]}")
 
     def __enter__(self) -> str:
         if self.given is None:
@@ -356,7 +356,7 @@ class _topic:
 def fill(lab: Lab, spec: ProduceSpec) -> str:
     """A new topic holding ``spec.records`` records to consume (the caller deletes it)."""
     spec.check()
-    name = f"tuning.read.{uuid.uuid4().hex[:8]}"
+    name = lab.topic(f"tuning.read.{uuid.uuid4().hex[:8]}")
     lab.create_topic(name, partitions=spec.partitions, replication_factor=3)
     fast = producer_settings({"linger.ms": 20, "compression.type": "lz4"})
     row = produce(lab, spec, fast, topic=name)
@@ -394,7 +394,7 @@ def consume(
     consumer = Consumer(
         lab.client_config(
             {
-                "group.id": f"tuning-{uuid.uuid4().hex[:8]}",  # required; never joined
+                "group.id": lab.group(f"tuning-{uuid.uuid4().hex[:8]}"),  # never joined
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
                 **settings,

@@ -365,7 +365,8 @@ class Run:
         self.config = _validate(config, work)
         self.lab, self.work, self.partitions = lab, work, partitions
         suffix = uuid.uuid4().hex[:8]
-        self.topic, self.group = f"lab03.{name}.{suffix}", f"lab03-{name}-{suffix}"
+        self.topic = lab.topic(f"lab03.{name}.{suffix}")
+        self.group = lab.group(f"lab03-{name}-{suffix}")
         self.audit = Audit()
         self.workers: list[Worker] = []
         self.ahead: list[tuple[int, int, int]] = []  # the first commit seen ahead, if any

@@ -357,10 +357,10 @@ class Scenario:
     def __init__(self, lab: Lab, name: str) -> None:
         suffix = uuid.uuid4().hex[:8]
         self.lab = lab
-        self.input = f"lab04.{name}.input.{suffix}"
-        self.output = f"lab04.{name}.output.{suffix}"
-        self.group = f"lab04-{name}-{suffix}"
-        self.transactional_id = f"lab04-{name}-{suffix}"
+        self.input = lab.topic(f"lab04.{name}.input.{suffix}")
+        self.output = lab.topic(f"lab04.{name}.output.{suffix}")
+        self.group = lab.group(f"lab04-{name}-{suffix}")
+        self.transactional_id = lab.group(f"lab04-{name}-{suffix}")  # the learner's namespace
         self.static_id = f"lab04-{name}-worker-{suffix}"
         self.inputs: list[tuple[str, str]] = []
         self.aborted: list[tuple[str, str]] = []

@@ -179,7 +179,7 @@ def _backlog(lab: Lab, records: int, partitions: int, consumed: int) -> tuple[st
     """A topic with ``records`` spread over ``partitions``, and a group that committed about
     ``consumed`` of them: lag that is not the same on every partition."""
     suffix = uuid.uuid4().hex[:6]
-    topic, group = f"lab10.check.{suffix}", f"lab10-check-{suffix}"
+    topic, group = lab.topic(f"lab10.check.{suffix}"), lab.group(f"lab10-check-{suffix}")
     lab.create_topic(topic, partitions=partitions, replication_factor=3)
     produce_numbered(lab, topic, records, partitions)
     consumer = lab.consumer(group, {"enable.auto.commit": False})

@@ -151,7 +151,7 @@ def group_lag(lab: Lab, group: str, topic: str) -> int:
     require(
         committed, f"group {group!r} has committed no offset on {topic!r}: run the set-up cell."
     )
-    reader = lab.consumer(f"lab08-ends-{uuid.uuid4().hex[:6]}")
+    reader = lab.consumer(lab.group(f"lab08-ends-{uuid.uuid4().hex[:6]}"))
     try:
         ends = {
             p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]

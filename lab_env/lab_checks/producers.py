@@ -207,7 +207,7 @@ def _run(
 def _topic(lab: Lab, purpose: str, partitions: int, config: dict[str, str] | None = None) -> str:
     """A fresh topic, warmed up (``warm_partitions``): a new partition's first ``acks=all``
     write waits for its followers, and that wait must not be charged to the learner."""
-    name = f"lab02.{purpose}.{uuid.uuid4().hex[:8]}"
+    name = lab.topic(f"lab02.{purpose}.{uuid.uuid4().hex[:8]}")
     lab.create_topic(name, partitions=partitions, config=config)
     warm_partitions(lab, name)
     return name

@@ -159,7 +159,7 @@ def check_survives_broker_loss(
         f"replication_factor={topic['replication_factor']!r}: use 1-12 partitions and a "
         "replication factor of 1-3 (the lab has 3 brokers).",
     )
-    name = f"lab07.payments.{uuid.uuid4().hex[:6]}"
+    name = lab.topic(f"lab07.payments.{uuid.uuid4().hex[:6]}")
     try:
         lab.create_topic(name, partitions, rf, config={"min.insync.replicas": isr})
     except LabError as exc:

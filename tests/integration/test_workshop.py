@@ -40,6 +40,7 @@ from lab_env.lab_checks.security_acls import (
 )
 from lab_env.lab_checks.tour import check_cluster_facts, truth
 from tests.helpers import free_ports, run_lab
+from tests.notebooks import test_notebooks
 from tests.notebooks.test_notebooks import execute
 
 pytestmark = [pytest.mark.cluster]
@@ -209,6 +210,56 @@ def test_learners_are_isolated_in_their_namespaces(learners: list[Lab]) -> None:
         assert consume(config, my_topic, their_group).code == "GROUP_AUTHORIZATION_FAILED"
         outside = create_topic(config, f"elsewhere.{uuid.uuid4().hex[:6]}")
         assert outside.code == "TOPIC_AUTHORIZATION_FAILED"
+
+
+# Labs a learner runs with only their own namespace's grants (lab 09 configures users and ACLs, an
+# administrator's work, so it is not among them) and the checks each must pass.
+CONFINED_LABS = {
+    "00-lab-tour": {"check_cluster_facts"},
+    "01-keys-and-compaction": {"check_per_order_ordering", "check_latest_status"},
+    "02-reliable-fast-producer": {
+        "check_fast_and_complete",
+        "check_idempotent_producer",
+        "check_no_duplicates_under_retries",
+        "check_failures_surfaced",
+    },
+    "03-at-least-once-group": {"check_commits_follow_processing", "check_rebalances"},
+    "04-transactional-worker": {"check_abort_path", "check_crash_recovery"},
+    "05-schema-evolution": {
+        "check_subject_level",
+        "check_schema_versions",
+        "check_topic_versions",
+        "check_reader_view",
+    },
+    "06-tuned-producer": {"check_tuned_producer"},
+    "10-manifests-for-a-team": {"check_kafka_user", "check_scaling_rule"},
+}
+
+
+def test_labs_pass_for_a_learner_confined_to_their_namespace(
+    lab: Lab, progress_topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Solved labs executed as a workshop learner: SASL_SSL as their SCRAM user, with ACLs on
+    their prefix only. Every topic and group the labs and their checks create is named through
+    lab.topic()/lab.group(), or the broker refuses it; every check passes and is recorded under
+    the learner's name."""
+    name = f"it{uuid.uuid4().hex[:6]}"
+    try:
+        learner = add_learner(lab, name, tmp_path)
+        learner.delete_topic(create_own_topic(learner, "acls-applied"))
+        monkeypatch.setenv("KAFKA_LAB_CONFIG", str(tmp_path / f"{name}.toml"))
+        monkeypatch.setattr(test_notebooks, "ARTIFACTS", tmp_path)  # not test-artifacts/
+        for notebook in CONFINED_LABS:
+            execute(REPO / "solutions" / f"{notebook}.ipynb")
+        expected = sum(len(checks) for checks in CONFINED_LABS.values())
+        attempts = attempts_of(lab, name, expected)
+        assert [a for a in attempts if not a.passed] == []
+        passed = {(a.lab, a.check) for a in attempts}
+        assert passed == {(lab_, c) for lab_, checks in CONFINED_LABS.items() for c in checks}
+        assert workshop.learner_topics(lab, name) == []  # the labs cleaned up after themselves
+    finally:
+        run_lab("workshop", "reset-learner", name, timeout=120)
+        run_lab("workshop", "remove-learner", name, timeout=120)
 
 
 def test_workshop_commands_answer_bad_names_in_sentences() -> None:
