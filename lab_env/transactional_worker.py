@@ -100,7 +100,7 @@ def rewind(consumer: Consumer, timeout: float = 10.0) -> list[TopicPartition]:
     return targets
 
 
-def _records(messages: Iterable[Message]) -> list[Message]:
+def data_records(messages: Iterable[Message]) -> list[Message]:
     """The data records of a ``consume()`` result; a fatal consumer error is raised."""
     out = []
     for msg in messages:
@@ -112,7 +112,7 @@ def _records(messages: Iterable[Message]) -> list[Message]:
     return out
 
 
-def _commit(producer: Producer, timeout: float = TXN_TIMEOUT_S) -> None:
+def commit_retrying(producer: Producer, timeout: float = TXN_TIMEOUT_S) -> None:
     """``commit_transaction``, retried while its error is retriable (e.g. a timeout)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -165,7 +165,7 @@ def _batches(
     been idle for ``idle_exit_s``)."""
     idle = _Idle(consumer, idle_exit_s)
     while not stop.is_set():
-        records = _records(consumer.consume(num_messages=batch, timeout=0.5))
+        records = data_records(consumer.consume(num_messages=batch, timeout=0.5))
         if records:
             idle.saw_records()
             yield records
@@ -227,9 +227,10 @@ def process_transactionally(
     exception from it is a failure inside the transaction. Errors are handled by their class:
     a fatal one (``fatal()``, e.g. fenced by a newer instance) ends the loop, an abortable one
     (``txn_requires_abort()``) or an application failure aborts the transaction and rewinds the
-    consumer, a retriable one (``retriable()``) is retried by ``_commit``. ``side_effect(msg)``,
-    if given, runs for every record processed: something outside Kafka, which no Kafka
-    transaction can take back. ``idle_exit_s`` ends the loop after that long without input.
+    consumer, a retriable one (``retriable()``) is retried by ``commit_retrying``.
+    ``side_effect(msg)``, if given, runs for every record processed: something outside Kafka,
+    which no Kafka transaction can take back. ``idle_exit_s`` ends the loop after that long
+    without input.
     """
     counters = Counters()
     for records in _batches(consumer, stop, batch, idle_exit_s):
@@ -246,7 +247,7 @@ def process_transactionally(
                 consumer.consumer_group_metadata(),
                 TXN_TIMEOUT_S,
             )
-            _commit(producer)  # flushes, then commits output and offsets together
+            commit_retrying(producer)  # flushes, then commits output and offsets together
         except Exception as exc:
             error = exc.args[0] if isinstance(exc, KafkaException) else None
             if isinstance(error, KafkaError) and error.fatal():
