@@ -112,7 +112,12 @@ ORDER_CREATED_V2["fields"].insert(
 SCHEMAS: dict[str, dict[str, Any]] = {
     ORDER_CREATED: ORDER_CREATED_V1,
     INVENTORY_RESERVED: _event(
-        "InventoryReserved", "Stock for every line is held.", ITEMS, at="reserved_at_ms"
+        "InventoryReserved",
+        "Stock for every line is held. Carries what payment decides on, so it needs no join.",
+        ITEMS,
+        ("amount_cents", "long"),
+        ("risk_score", "double"),
+        at="reserved_at_ms",
     ),
     INVENTORY_REJECTED: _event(
         "InventoryRejected",
@@ -131,7 +136,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     PAYMENT_FAILED: _event(
         "PaymentFailed",
-        "The charge was declined; the reservation must be released.",
+        "The charge was declined; the reservation (its items) must be released.",
+        ITEMS,
         ("reason", "string"),
         at="failed_at_ms",
     ),

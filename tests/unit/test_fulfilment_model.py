@@ -14,6 +14,8 @@ from fastavro.read import SchemaResolutionError
 
 from lab_env import datasets
 from lab_env import fulfilment_events as ev
+from lab_env import fulfilment_services as fs
+from lab_env.errors import LabError
 from lab_env.fulfilment_reconcile import reconcile
 
 THRESHOLD = 0.25  # the payment service's risk threshold in these runs
@@ -189,3 +191,49 @@ def test_reconciliation_catches_each_defect(
     report = reconcile(orders, events, stock)
     assert not report.exact
     assert finding(report, culprit), report
+
+
+# -- the services' logic, without the loop ---------------------------------------------------------
+
+
+def test_stock_shares_sum_to_the_units() -> None:
+    for units in (0, 1, 5, 6, 7, 100, 101):
+        shares = [fs.share(units, p) for p in range(ev.PARTITIONS)]
+        assert sum(shares) == units and max(shares) - min(shares) <= 1
+
+
+def test_inventory_reserves_rejects_and_releases_within_its_partitions_share() -> None:
+    inventory = fs.Inventory({"sku-a": 12})
+    inventory.stock = {(p, "sku-a"): fs.share(12, p) for p in range(ev.PARTITIONS)}  # 2 each
+    order = {
+        "order_id": "o1",
+        "created_at_ms": 1,
+        "items": [{"sku": "sku-a", "quantity": 2, "unit_price_cents": 100}],
+        "amount_cents": 200,
+        "risk_score": 0.1,
+    }
+    [(topic, reserved)] = inventory.handle(ev.ORDER_CREATED, 3, order)
+    assert topic == ev.INVENTORY_RESERVED and reserved["risk_score"] == 0.1
+    assert inventory.changes() == [("3:sku-a", "0")] and inventory.changes() == []
+    [(topic, rejected)] = inventory.handle(ev.ORDER_CREATED, 3, {**order, "order_id": "o2"})
+    assert topic == ev.INVENTORY_REJECTED and rejected["missing_skus"] == ["sku-a"]
+    assert inventory.stock[(4, "sku-a")] == 2  # another partition's share is untouched
+    failed = {"order_id": "o1", "created_at_ms": 1, "items": order["items"]}
+    [(topic, _)] = inventory.handle(ev.PAYMENT_FAILED, 3, failed)
+    assert topic == ev.INVENTORY_RELEASED and inventory.changes() == [("3:sku-a", "2")]
+    [(topic, _)] = inventory.handle(ev.ORDER_CREATED, 3, {**order, "items": []})
+    assert topic == ev.INVENTORY_RESERVED  # nothing to hold
+
+
+def test_payment_declines_above_the_threshold_with_the_items_to_release() -> None:
+    reserved = {"order_id": "o1", "created_at_ms": 1, "items": [], "amount_cents": 5}
+    [(topic, paid)] = fs.Payment(0.25).handle(
+        ev.INVENTORY_RESERVED, 0, {**reserved, "risk_score": 0.25}
+    )
+    assert topic == ev.PAYMENT_COMPLETED and paid["amount_cents"] == 5
+    [(topic, failed)] = fs.Payment(0.25).handle(
+        ev.INVENTORY_RESERVED, 0, {**reserved, "risk_score": 0.3}
+    )
+    assert topic == ev.PAYMENT_FAILED and failed["items"] == [] and "0.30" in failed["reason"]
+    with pytest.raises(LabError, match="No service 'billing'"):
+        fs.make_service("billing")
