@@ -160,6 +160,12 @@ class Stats:
             return None, None
         return eos.get("idemp_state"), eos.get("producer_id")
 
+    def producer_id_and_epoch(self) -> tuple[int | None, int | None]:
+        """The idempotent producer's id and current epoch (None, None: none assigned)."""
+        eos = self.latest.get("eos") or {}
+        pid, epoch = eos.get("producer_id", -1), eos.get("producer_epoch", -1)
+        return (pid, epoch) if pid is not None and pid >= 0 else (None, None)
+
 
 WARM_UP_KEY = "warm-up"
 

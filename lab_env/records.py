@@ -51,6 +51,9 @@ def read_all(
                 todo.add(p)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
         records: list[dict[str, Any]] = []
+        # A consumer may be handed a record again after a leader change (its fetch position is
+        # validated and reset); one log entry, (partition, offset), is counted once.
+        seen: set[tuple[int, int]] = set()
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
@@ -60,6 +63,9 @@ def read_all(
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     todo.discard(msg.partition())
                 continue
+            if (msg.partition(), msg.offset()) in seen:
+                continue
+            seen.add((msg.partition(), msg.offset()))
             key, value = msg.key(), msg.value()
             records.append(
                 {

@@ -37,7 +37,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from lab_env import artifacts, health, tools
 from lab_env.api import Lab
 from lab_env.errors import LabError
-from lab_env.producing import _resume, _wait_process, wait_in_sync
+from lab_env.producing import Stats, _resume, _wait_process, wait_in_sync
 from lab_env.records import read_all
 
 Table = list[dict[str, Any]]
@@ -285,6 +285,10 @@ class Deliveries:
     failed: dict[int, str] = field(default_factory=dict)  # n -> error name
     fault_at: float | None = None  # seconds after the start
     fault_after: int | None = None  # the last record handed to the producer before the fault
+    # The idempotent producer's id and epoch at the end (librdkafka's statistics, "eos"); None
+    # when the producer was not idempotent. An idempotent producer starts at epoch 0.
+    producer_id: int | None = None
+    producer_epoch: int | None = None
 
     def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         number = int(msg.value())
@@ -299,6 +303,28 @@ class Deliveries:
             {"record": n, "acked_s": round(t, 3), "partition": p}
             for n, (t, p) in sorted(self.acked.items())
         ]
+
+    def acked_before_fault(self) -> set[int]:
+        """The records acknowledged before the fault (all of them when there was none)."""
+        if self.fault_at is None:
+            return set(self.acked)
+        return {n for n, (t, _) in self.acked.items() if t <= self.fault_at}
+
+    def epoch_bump_explains(self, read: Iterable[int]) -> bool:
+        """Whether the duplicates in ``read`` (if any) are the idempotent producer's known
+        failure, librdkafka issue 4953: during a leader change librdkafka may bump the
+        producer's epoch, and batches that were in flight (perhaps already written) are sent
+        again under the new epoch, which the broker cannot recognise as retries.
+
+        That explains a duplicate only if the epoch really moved and the record was still
+        unacknowledged when the fault came; a record acknowledged before it is never resent.
+        """
+        copies = Counter(read)
+        twice = {n for n, c in copies.items() if c > 1}
+        if not twice:
+            return True
+        bumped = self.producer_epoch is not None and self.producer_epoch > 0
+        return bumped and not twice & self.acked_before_fault()
 
 
 def produce_numbered(
@@ -320,7 +346,8 @@ def produce_numbered(
     """
     if records < 1 or rate <= 0:
         raise LabError(f"produce at least one record at a positive rate, not {records} at {rate}.")
-    producer = lab.producer(config)
+    stats = Stats(interval_ms=200)
+    producer = lab.producer({**config, **stats.config()})
     producer.list_topics(topic, timeout=10)  # metadata first: the clock starts when records do
     run = Deliveries()
     for i in range(records):
@@ -337,6 +364,8 @@ def produce_numbered(
     if producer.flush(flush_timeout) > 0:
         producer.purge()
         producer.flush(5)
+    stats.wait_next(producer)
+    run.producer_id, run.producer_epoch = stats.producer_id_and_epoch()
     return run
 
 

@@ -17,6 +17,8 @@ import pytest
 from lab_env.api import Lab
 from lab_env.config import load_config
 from lab_env.embedded import EmbeddedLab
+from lab_env.processes import PAUSED
+from lab_env.producing import wait_in_sync
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,6 +39,33 @@ def lab() -> Iterator[Lab]:
     yield Lab(cfg)
     if not was_running:
         supervisor.down()
+
+
+def unhealthy(supervisor: EmbeddedLab) -> list[str]:
+    """Lab processes that are not running, or are paused."""
+    return [
+        name
+        for name in supervisor.components()
+        if (record := supervisor.procs.live(name)) is None or record.state() == PAUSED
+    ]
+
+
+@pytest.fixture(autouse=True)
+def leave_the_lab_healthy(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used the lab, bring back any node it left killed or paused.
+
+    A test that fails between its fault and its repair (a notebook whose assertion fails before
+    the cell that restarts the broker) would otherwise fail every test after it too.
+    """
+    yield
+    if "lab" not in request.fixturenames:
+        return
+    supervisor = request.getfixturevalue("lab").backend
+    if not isinstance(supervisor, EmbeddedLab) or not (left := unhealthy(supervisor)):
+        return
+    print(f"\n{request.node.nodeid} left {', '.join(left)} down; lab up", file=sys.stderr)
+    supervisor.up(lambda m: print(f"lab up: {m}", file=sys.stderr))
+    wait_in_sync(request.getfixturevalue("lab"))
 
 
 @pytest.fixture

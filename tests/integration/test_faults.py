@@ -1,4 +1,5 @@
-"""Faults on the live cluster, counted: nothing acknowledged is lost, nothing is duplicated."""
+"""Faults on the live cluster, counted: nothing acknowledged is lost, nothing is duplicated
+(but for librdkafka's epoch bump, issue 4953, which only a transaction rules out)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lab_env import health
 from lab_env.api import Lab
 from lab_env.embedded import EmbeddedLab
 from lab_env.errors import LabError
+from lab_env.replication import count, produce_numbered
 from tests.helpers import run_lab
 
 pytestmark = [pytest.mark.cluster, pytest.mark.disruptive]
@@ -79,41 +81,38 @@ def wait_fully_replicated(lab: Lab, timeout: float = 120) -> None:
 def test_killing_the_leader_loses_nothing_acknowledged(
     lab: Lab, embedded: EmbeddedLab, make_topic: Callable[..., str]
 ) -> None:
+    """acks=all and idempotence, the leader SIGKILLed (by `lab kill`) a third of the way in:
+    every record acknowledged, every one read back. A duplicate is allowed only in the form of
+    librdkafka issue 4953 (an epoch bump, never a record acknowledged before the kill)."""
     topic = make_topic(partitions=1)
     victim = leader_of(lab, topic)
-    tally = Tally()
-    producer = lab.producer(
-        {"acks": "all", "enable.idempotence": True, "linger.ms": 5, "delivery.timeout.ms": 120_000}
+    kills = []
+    run = produce_numbered(
+        lab,
+        topic,
+        {"acks": "all", "enable.idempotence": True, "linger.ms": 5, "delivery.timeout.ms": 120_000},
+        RECORDS,
+        RATE,
+        fault=lambda: kills.append(run_lab("kill", str(victim))),
+        fault_after=KILL_AT,
+        flush_timeout=120,
     )
-    start = time.monotonic()
-    for i in range(RECORDS):
-        producer.produce(topic, value=str(i), on_delivery=tally.on_delivery)
-        producer.poll(0)
-        if i == KILL_AT:
-            run = run_lab("kill", str(victim))
-            assert run.returncode == 0, run.stderr
-        ahead = i / RATE - (time.monotonic() - start)
-        if ahead > 0:
-            time.sleep(ahead)
-    assert producer.flush(120) == 0
+    assert kills[0].returncode == 0, kills[0].stderr
     new_leader = leader_of(lab, topic)
     restarted = run_lab("start", str(victim))
     assert restarted.returncode == 0, restarted.stderr
 
-    values = read_values(lab, topic, len(tally.acked))
-    lost = tally.acked - set(values)
-    duplicates = len(values) - len(set(values))
+    values = read_values(lab, topic, len(run.acked))
+    tally = count(run.sent, run.acked, run.failed, values)
     print(
-        f"\nleader kill: produced={RECORDS} acknowledged={len(tally.acked)} "
-        f"failed={len(tally.failed)} "
-        f"read={len(values)} lost={len(lost)} duplicated={duplicates} "
+        f"\nleader kill: {tally.row()} producer epoch={run.producer_epoch} "
         f"leader {victim} -> {new_leader}"
     )
     assert new_leader != victim
-    assert lost == set(), f"{len(lost)} acknowledged records are missing, e.g. {sorted(lost)[:5]}"
-    assert duplicates == 0
-    assert tally.failed == []  # two of three replicas stayed in sync: every write succeeded
-    assert sorted(values) == list(range(RECORDS))
+    assert tally.lost == 0, f"acknowledged records are missing, e.g. {tally.lost_examples}"
+    assert run.failed == {}  # two of three replicas stayed in sync: every write succeeded
+    assert set(values) == set(range(RECORDS))
+    assert run.epoch_bump_explains(values), (tally.duplicated, run.producer_epoch)
     wait_fully_replicated(lab)
 
 

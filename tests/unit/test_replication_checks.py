@@ -88,6 +88,23 @@ def test_count_finds_lost_duplicated_and_unacknowledged() -> None:
     assert (clean.lost, clean.duplicated, clean.failed) == (0, 0, 0)
 
 
+def stream(epoch: int | None) -> Deliveries:
+    """Records 0-3 acknowledged before a fault at 1.0 s, 4-5 after it."""
+    run = Deliveries(fault_at=1.0, fault_after=3, producer_id=7, producer_epoch=epoch)
+    run.acked = {n: (0.5 if n < 4 else 2.0, 0) for n in range(6)}
+    return run
+
+
+def test_only_an_epoch_bump_explains_duplicates_of_records_in_flight_at_the_fault() -> None:
+    assert stream(0).acked_before_fault() == {0, 1, 2, 3}
+    assert stream(0).epoch_bump_explains([0, 1, 2, 3, 4, 5])  # no duplicate: nothing to explain
+    assert not stream(0).epoch_bump_explains([0, 1, 2, 3, 4, 4, 5])  # same epoch: a real fault
+    assert not stream(None).epoch_bump_explains([0, 1, 2, 3, 4, 4, 5])  # not idempotent
+    assert stream(1).epoch_bump_explains([0, 1, 2, 3, 4, 4, 5])  # resent after the bump
+    assert not stream(1).epoch_bump_explains([0, 1, 1, 2, 3, 4, 5])  # acknowledged before it
+    assert Deliveries(producer_epoch=1).acked_before_fault() == set()  # no fault: all, none here
+
+
 def test_numbers_with_and_without_the_verifiable_prefix() -> None:
     values = ["0", b"1", "1.7", "1.8", "2.9", "x", None, "12"]
     assert numbers(values) == [0, 1, 12]
