@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup lab up down status doctor test lint unit integration notebooks labs bench-startup bench-produce clean
+.PHONY: help setup lab up down status doctor test lint unit integration notebooks labs bench-startup bench-produce bench-orders clean
 
 help:
 	@echo "make lab            set up, start the lab, open JupyterLab"
@@ -13,6 +13,7 @@ help:
 	@echo "make labs           regenerate labs/ from solutions/"
 	@echo "make bench-startup  seconds from 'lab up' to healthy, and the stack's memory"
 	@echo "make bench-produce  the Python load generator vs kafka-producer-perf-test (lab up first)"
+	@echo "make bench-orders   the case study's pipeline: orders/s and end-to-end latency (lab up first)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; found " + sys.version.split()[0])'
@@ -64,6 +65,9 @@ bench-startup: setup
 
 bench-produce: setup
 	$(BIN)/python -m lab_env.benchmarks.produce
+
+bench-orders: setup
+	$(BIN)/python -m lab_env.benchmarks.orders
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

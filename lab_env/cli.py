@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab_env import artifacts, bench_cli, doctor, labs, progress_cli, tools, workshop
+from lab_env import artifacts, bench_cli, doctor, labs, orders_cli, progress_cli, tools, workshop
 from lab_env.backends import Backend, backend
 from lab_env.config import KAFKA_VERSION, REPO, LabConfig, load_config
 from lab_env.embedded import EmbeddedLab
@@ -285,6 +285,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("config", help="print the effective configuration").set_defaults(run=cmd_config)
     bench_cli.add_parser(sub)
     progress_cli.add_parser(sub)
+    orders_cli.add_parser(sub)
     workshop.add_parser(sub)
     return p
 

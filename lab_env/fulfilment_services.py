@@ -74,6 +74,21 @@ CARRIERS = ("lab-post", "lab-express", "lab-freight")
 # A killed instance's open transaction blocks read_committed readers of its partitions until it
 # is aborted: by its restarted successor at once, else after this long.
 TRANSACTION_TIMEOUT_MS = 15_000
+# One transaction per batch: a transaction costs a few round trips to the coordinators (tens of
+# ms here) whatever its size, so a loop takes what arrives within WAIT_S, up to BATCH records.
+# Waiting for a fixed batch to fill would cap a service at one batch per wait.
+BATCH = 2000
+WAIT_S = 0.05
+# A new transaction's first request right after a commit is often refused with
+# CONCURRENT_TRANSACTIONS while the coordinator finishes the previous one (writes its markers);
+# librdkafka retries after retry.backoff.ms (default 100 ms), doubling up to retry.backoff.max.ms
+# (default 1000 ms). Short, flat retries start the next transaction as soon as it may.
+RETRY_BACKOFF_MS = 10
+RETRY_BACKOFF_MAX_MS = 50
+# A read_committed fetch that finds only records of an open transaction returns nothing, and the
+# next one waits up to fetch.wait.max.ms (default 500 ms) even after the transaction commits:
+# every stage of the pipeline would add that wait to an order's latency.
+FETCH_WAIT_MAX_MS = 50
 
 Output = tuple[str, dict[str, Any]]  # (logical topic, event)
 
@@ -271,14 +286,17 @@ def place_orders(
 ) -> int:
     """The order service's front door: each order as an ``order.created`` event, keyed by its
     id and stamped with the moment it is placed (``created_at_ms``, from which every stage's
-    latency is measured). Returns how many were acknowledged."""
+    latency is measured). The codec's ``order.created`` schema decides the fields: a field the
+    order lacks takes the schema's default (``coupon_code`` of version 2). Returns how many were
+    acknowledged."""
     codec = codec or Codec(lab)
     topic = prefix + ev.ORDER_CREATED
-    fields = {f["name"] for f in ev.SCHEMAS[ev.ORDER_CREATED]["fields"]} - {"created_at_ms"}
+    fields = codec.schemas[ev.ORDER_CREATED]["fields"]
+    defaults = {f["name"]: f.get("default") for f in fields if f["name"] != "created_at_ms"}
     producer = lab.producer({"enable.idempotence": True, "linger.ms": 5})
     count = 0
     for order in orders:
-        event = {**{k: order[k] for k in fields}, "created_at_ms": now_ms()}
+        event = {**{k: order.get(k, d) for k, d in defaults.items()}, "created_at_ms": now_ms()}
         value = codec.encode(ev.ORDER_CREATED, topic, event)
         producer.produce(topic, key=order["order_id"], value=value)
         producer.poll(0)
@@ -321,7 +339,7 @@ def run(
     instance: str,
     stop: threading.Event,
     prefix: str = "",
-    batch: int = 200,
+    batch: int = BATCH,
     report: Callable[[str], None] = lambda _: None,
 ) -> Counters:
     """Process ``service``'s inputs until ``stop`` is set."""
@@ -342,12 +360,15 @@ def run(
             # at once, instead of waiting for the killed one's session to expire.
             "group.instance.id": f"{prefix}fulfilment-{service.name}-{instance}",
             "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
         },
     )
     producer = lab.producer(
         {
             "transactional.id": f"{prefix}fulfilment-{service.name}-{instance}",
             "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+            "retry.backoff.ms": RETRY_BACKOFF_MS,
+            "retry.backoff.max.ms": RETRY_BACKOFF_MAX_MS,
             "linger.ms": 5,
         }
     )
@@ -364,7 +385,7 @@ def run(
     logical = {topic(t): t for t in service.inputs}
     try:
         while not stop.is_set():
-            records = data_records(consumer.consume(num_messages=batch, timeout=0.5))
+            records = data_records(consumer.consume(num_messages=batch, timeout=WAIT_S))
             if not records:
                 continue
             producer.begin_transaction()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -121,3 +123,19 @@ def test_produce_batch_delivers_every_record_across_partitions(lab: Lab) -> None
     # sticky.partitioning.linger.ms, and a batch call hands it thousands of records at once.)
     assert all(n > 0 for n in ends)
     assert 0 < row["p50 ms"] <= row["p99 ms"]  # a delivery report per record
+
+
+def test_bench_orders_measures_a_small_exact_run() -> None:
+    """The case study's benchmark end to end at a tiny rate: figures printed, run reconciled."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lab_env.benchmarks.orders", "--rate", "40", "--seconds", "3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    figures = dict(pair.split("=", 1) for pair in result.split()[1:])
+    assert figures["exact"] == "True" and figures["ended"] == figures["placed"] == "120"
+    assert 0 < int(figures["p50_ms"]) <= int(figures["p99_ms"]) <= int(figures["max_ms"])
+    assert "machine:" in done.stdout and "lost 0" in done.stdout

@@ -24,6 +24,7 @@ from lab_env.api import Lab
 from lab_env.fulfilment_pipeline import Pipeline
 from lab_env.fulfilment_reconcile import Reconciliation, reconcile
 from lab_env.records import read_all
+from tests.helpers import run_lab
 
 pytestmark = pytest.mark.cluster
 
@@ -100,3 +101,31 @@ def test_a_service_killed_mid_run_and_restarted_leaves_the_run_exact(run: Run, v
     changelog = read_all(pipeline.lab, pipeline.prefix + fs.STOCK)
     latest = {r["key"]: int(r["value"]) for r in changelog}
     assert min(latest.values()) >= 0
+
+
+def test_lab_orders_runs_scales_kills_and_tidies_a_pipeline(lab: Lab) -> None:
+    """`lab orders`: up with 2 instances, place orders, scale and kill, status, down --delete."""
+    prefix = f"it-cli-{uuid.uuid4().hex[:6]}."
+
+    def orders(*args: str) -> str:
+        done = run_lab("orders", "--prefix", prefix, *args)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
+    try:
+        shown = orders("up", "--instances", "2")
+        assert shown.count("[0, 1, 2]") == 4 and shown.count("[3, 4, 5]") == 4  # 4 services
+        assert "placed 60 orders" in orders("place", "--rate", "30", "--seconds", "2")
+        assert "[0, 1]" in orders("scale", "payment", "3")  # range: 2 partitions each
+        assert "killed payment instance 3" in orders("kill", "payment", "--instance", "3")
+        refused = run_lab("orders", "--prefix", prefix, "scale", "payment", "7")
+        assert refused.returncode != 0 and "never has more active members" in refused.stderr
+        deadline = time.monotonic() + 90
+        while "ended: 60 " not in (status := orders("status")) and time.monotonic() < deadline:
+            time.sleep(2)
+        assert "ended: 60 " in status and "dead letters: 0" in status, status
+    finally:
+        down = run_lab("orders", "--prefix", prefix, "down", "--delete")
+    assert down.returncode == 0, down.stderr
+    assert "deleted the pipeline's topics" in down.stdout
+    assert not [t for t in lab.admin().list_topics(timeout=10).topics if t.startswith(prefix)]
