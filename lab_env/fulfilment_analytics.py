@@ -9,14 +9,20 @@ events' own fields and the records' timestamps (the moment each service produced
 - how many orders ended which way, how many are still in flight, revenue per region;
 - records that are not events (they belong in the dead-letter topic) are counted, not fatal.
 
-Run it in a thread (``start`` / ``stop``, the notebook's dashboard) or step it (``poll``).
+Run it in a thread (``start`` / ``stop``, the notebook's dashboard), step it (``poll``), or run it
+as a process: ``python -m lab_env.fulfilment_analytics --prefix P`` prints its summary as JSON
+lines.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import signal
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -32,6 +38,11 @@ ENDINGS = {
     ev.INVENTORY_REJECTED: "out of stock",
     ev.ORDER_CANCELED: "payment declined",
 }
+
+
+def millis(value: int | datetime) -> int:
+    """A ``timestamp-millis`` field as epoch milliseconds (Avro readers return a datetime)."""
+    return int(value.timestamp() * 1000) if isinstance(value, datetime) else int(value)
 
 
 class Analytics:
@@ -60,6 +71,11 @@ class Analytics:
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.error: Exception | None = None
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"the analytics thread stopped: {self.error!r}") from self.error
 
     # -- consuming ---------------------------------------------------------------------------
 
@@ -87,18 +103,21 @@ class Analytics:
         with self.lock:
             self.per_second[(name, timestamp // 1000)] += 1
             if name == ev.ORDER_CREATED:
-                self.created[order] = event["created_at_ms"]
+                self.created[order] = millis(event["created_at_ms"])
                 self.region[order] = event["region"]
             elif name == ev.PAYMENT_COMPLETED:
                 self.revenue[self.region.get(order, "?")] += event["amount_cents"]
             elif name in ENDINGS:
-                self.ended[order] = (ENDINGS[name], timestamp - event["created_at_ms"])
+                self.ended[order] = (ENDINGS[name], timestamp - millis(event["created_at_ms"]))
                 self.ended_at[order] = timestamp
 
     def start(self) -> Analytics:
         def loop() -> None:
-            while not self._stop.is_set():
-                self.poll(0.5)
+            try:
+                while not self._stop.is_set():
+                    self.poll(0.5)
+            except Exception as exc:  # reported by every reader of the aggregates
+                self.error = exc
 
         self._thread = threading.Thread(target=loop, daemon=True, name="analytics")
         self._thread.start()
@@ -115,6 +134,7 @@ class Analytics:
     def throughput(self, last_s: int | None = None) -> pd.DataFrame:
         """Events per second per topic (columns ``topic``, ``second``, ``events``); seconds
         are relative to the first event, optionally only the last ``last_s`` of them."""
+        self._check()
         with self.lock:
             rows = [{"topic": t, "at": s, "events": n} for (t, s), n in self.per_second.items()]
         frame = pd.DataFrame(rows, columns=["topic", "at", "events"])
@@ -128,6 +148,7 @@ class Analytics:
 
     def latencies(self) -> pd.DataFrame:
         """One row per ended order: its ending, latency (ms) and when it ended (s, relative)."""
+        self._check()
         with self.lock:
             rows = [
                 {"order_id": o, "ending": e, "latency_ms": ms, "ended_at": self.ended_at[o]}
@@ -140,6 +161,7 @@ class Analytics:
 
     def summary(self) -> dict[str, Any]:
         """Orders placed, ended (by ending), in flight; latency percentiles (ms)."""
+        self._check()
         with self.lock:
             endings = Counter(e for e, _ in self.ended.values())
             latency = pd.Series([ms for _, ms in self.ended.values()], dtype="float64")
@@ -156,7 +178,42 @@ class Analytics:
         figures["avg_ms"] = round(float(latency.mean())) if len(latency) else None
         return figures
 
+    def unfinished(self, order_ids: list[str]) -> int:
+        """How many of ``order_ids`` have not ended (as far as this reader has seen)."""
+        self._check()
+        with self.lock:
+            return sum(1 for order in order_ids if order not in self.ended)
+
     def revenue_by_region(self) -> pd.DataFrame:
         with self.lock:
             rows = [{"region": r, "revenue_eur": c / 100} for r, c in sorted(self.revenue.items())]
         return pd.DataFrame(rows, columns=["region", "revenue_eur"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lab_env.fulfilment_analytics [--prefix P] [--every S] [--seconds S]``: the
+    analytics service as a process, printing its summary as one JSON line every ``--every``
+    seconds, for at most ``--seconds`` (SIGTERM or Ctrl-C stops it sooner)."""
+    parser = argparse.ArgumentParser(
+        description="The analytics service: a pipeline's live aggregates, as JSON lines."
+    )
+    parser.add_argument("--prefix", default="", help="the pipeline's topic prefix")
+    parser.add_argument("--every", type=float, default=5.0, help="seconds between summaries")
+    parser.add_argument("--seconds", type=float, default=3600.0, help="stop after this long")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    analytics = Analytics(Lab(), args.prefix)
+    deadline = time.monotonic() + args.seconds
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            analytics.poll(args.every)
+            print(json.dumps(analytics.summary()), flush=True)
+    finally:
+        analytics.consumer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -28,7 +28,7 @@ from lab_env import fulfilment_events as ev
 from lab_env.api import Lab
 from lab_env.config import load_config
 from lab_env.errors import LabError
-from lab_env.fulfilment_pipeline import SERVICES, Pipeline
+from lab_env.fulfilment_pipeline import SERVICES, Pipeline, paced
 from lab_env.records import read_all
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -43,17 +43,11 @@ def pipeline(args: argparse.Namespace) -> Pipeline:
     return Pipeline(Lab(cfg), prefix=prefix, workdir=workdir)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    p = pipeline(args)
-    p.start_all(args.instances)
-    p.wait_assigned(timeout=120)
-    show(p)
-    return 0
-
-
 def cmd_scale(args: argparse.Namespace) -> int:
+    """`up` (every service) and `scale` (one): run N instances, then show the settled groups."""
     p = pipeline(args)
-    p.scale(args.service, args.instances)
+    for service in [args.service] if args.verb == "scale" else SERVICES:
+        p.scale(service, args.instances)
     p.wait_assigned(timeout=120)
     show(p)
     return 0
@@ -87,15 +81,7 @@ def cmd_place(args: argparse.Namespace) -> int:
     tag = time.strftime("%H%M%S")
     renamed = (dict(o, order_id=f"{o['order_id']}-{tag}") for o in orders)
     start = time.monotonic()
-
-    def paced() -> Any:
-        for i, order in enumerate(itertools.islice(renamed, count)):
-            ahead = i / args.rate - (time.monotonic() - start)
-            if ahead > 0:
-                time.sleep(ahead)
-            yield order
-
-    placed = p.place(paced())
+    placed = p.place(paced(itertools.islice(renamed, count), args.rate))
     took = time.monotonic() - start
     out.print(f"placed {placed} orders in {took:.1f} s ({placed / took:.0f}/s)")
     return 0
@@ -143,7 +129,7 @@ def add_parser(sub: Any) -> None:
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     up = verbs.add_parser("up", help="create the topics and start every service")
     up.add_argument("--instances", type=int, default=1, help="instances of each service (1-6)")
-    up.set_defaults(run=lambda _b, a: cmd_up(a))
+    up.set_defaults(run=lambda _b, a: cmd_scale(a))
     scale = verbs.add_parser("scale", help="run N instances of one service")
     scale.add_argument("service", choices=SERVICES)
     scale.add_argument("instances", type=int)

@@ -21,6 +21,7 @@ from lab_env import datasets
 from lab_env import fulfilment_events as ev
 from lab_env import fulfilment_services as fs
 from lab_env.api import Lab
+from lab_env.fulfilment_analytics import ENDINGS, Analytics
 from lab_env.fulfilment_pipeline import Pipeline
 from lab_env.fulfilment_reconcile import Reconciliation, reconcile
 from lab_env.records import read_all
@@ -81,6 +82,28 @@ def test_every_order_ends_once_and_a_malformed_event_is_dead_lettered(run: Run) 
     assert headers["error.class"] == b"SerializationError", headers
     assert headers["source.topic"] == (pipeline.prefix + ev.ORDER_CREATED).encode()
     assert headers["service"] == b"inventory" and dead[0]["value"] == b"not avro at all"
+
+
+def test_analytics_sees_every_order_end_the_way_reconciliation_counts_it(run: Run) -> None:
+    run.pipeline.start_all()
+    run.place(run.orders)
+    report = run.settle()
+    analytics = Analytics(run.pipeline.lab, run.pipeline.prefix)
+    try:
+        deadline = time.monotonic() + 60
+        while analytics.unfinished([o["order_id"] for o in run.orders]) and (
+            time.monotonic() < deadline
+        ):
+            analytics.poll(1.0)
+        summary = analytics.summary()
+    finally:
+        analytics.stop()
+    assert summary["placed"] == summary["ended"] == ORDERS and summary["in flight"] == 0
+    for topic, ending in ENDINGS.items():
+        assert summary[ending] == report.terminal[topic], (summary, report.summary())
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"] and summary["unreadable records"] == 0
+    flow = analytics.throughput()
+    assert flow.loc[flow["topic"] == ev.ORDER_CREATED, "events"].sum() == ORDERS
 
 
 @pytest.mark.parametrize("victim", ["payment", "inventory"])
