@@ -61,9 +61,15 @@ class Pipeline:
         stock: dict[str, int] | None = None,
         prefix: str | None = None,
         workdir: Path | None = None,
+        die_with_caller: bool = True,
     ) -> None:
         """A pipeline in ``workdir`` (a new temporary one by default); an existing work
-        directory keeps its stock unless another is given. The prefix defaults to a new one."""
+        directory keeps its stock unless another is given. The prefix defaults to a new one.
+
+        Instances die with the process that started them (a notebook's kernel, a test), even
+        when it fails before ``close``; ``die_with_caller=False`` (``lab orders``) lets them
+        run on until stopped."""
+        self.die_with_caller = die_with_caller
         self.lab = lab
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fulfilment-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +110,9 @@ class Pipeline:
         command = [sys.executable, "-m", "lab_env.fulfilment_services", service]
         command += ["--instance", str(instance), "--prefix", self.prefix]
         command += ["--stock", str(self.stock_file)]
-        self.procs.spawn(name, command, self.log(service, instance), [])
+        self.procs.spawn(
+            name, command, self.log(service, instance), [], die_with_parent=self.die_with_caller
+        )
 
     def start_all(self, instances: int = 1) -> None:
         for service in SERVICES:

@@ -40,7 +40,7 @@ def pipeline(args: argparse.Namespace) -> Pipeline:
     cfg = load_config()
     prefix = args.prefix or ""
     workdir = cfg.home / "orders" / (prefix.rstrip(".") or "default")
-    return Pipeline(Lab(cfg), prefix=prefix, workdir=workdir)
+    return Pipeline(Lab(cfg), prefix=prefix, workdir=workdir, die_with_caller=False)
 
 
 def cmd_scale(args: argparse.Namespace) -> int:

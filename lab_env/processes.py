@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from lab_env import artifacts
+
 RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
 STARTED_MARK = "--- started by the lab at "
 
@@ -105,8 +107,11 @@ class Registry:
         ports: list[int],
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        die_with_parent: bool = False,
     ) -> ProcessRecord:
-        """Start ``argv`` detached from this process (own session), output appended to ``log``."""
+        """Start ``argv`` detached from this process (own session), output appended to ``log``.
+        With ``die_with_parent`` it is still killed when this process ends (Linux), however it
+        ends: for processes that only serve their starter (a notebook's pipeline, a test's)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
@@ -120,6 +125,7 @@ class Registry:
                 env={**os.environ, **(env or {})},
                 cwd=cwd,
                 start_new_session=True,
+                preexec_fn=artifacts.die_with_parent if die_with_parent else None,
             )
         record = ProcessRecord(
             name=name,

@@ -235,3 +235,39 @@ def test_stop_does_not_wait_for_a_zombie_whose_parent_lives_on(tmp_path: Path) -
     finally:
         parent.kill()
         parent.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("die_with_parent", [True, False])
+def test_a_child_spawned_to_die_with_its_parent_does_and_others_run_on(
+    tmp_path: Path, die_with_parent: bool
+) -> None:
+    """A notebook's pipeline dies with the kernel, even a kernel that fails or is killed;
+    `lab orders up` starts instances that outlive the command."""
+    run_dir = tmp_path / "run"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from pathlib import Path; from lab_env.processes import Registry;"
+            f"Registry(Path({str(run_dir)!r})).spawn('child', ['sleep', '60'], "
+            f"Path({str(tmp_path / 'child.log')!r}), [], die_with_parent={die_with_parent});"
+            "print('spawned', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    registry = Registry(run_dir)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "spawned"
+        record = registry.live("child")
+        assert record is not None and record.state() == RUNNING
+        parent.kill()  # SIGKILL: no clean-up code runs in the parent
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while record.state() != STOPPED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (record.state() == STOPPED) is die_with_parent
+    finally:
+        parent.kill()
+        registry.stop("child", timeout=5)
