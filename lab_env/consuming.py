@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from lab_env.api import Lab
@@ -201,13 +201,21 @@ def stop_all(members: Iterable[Member], timeout: float = 30.0) -> None:
 
 def wait_until(what: str, condition: Callable[[], bool], timeout: float, interval=0.05) -> float:
     """Poll ``condition`` until it is true; return the seconds it took, or raise a LabError
-    naming ``what`` after ``timeout`` seconds."""
-    start = time.monotonic()
-    while not condition():
+    naming ``what`` after ``timeout`` seconds.
+
+    A KafkaException from ``condition`` counts as "not yet": a probe of a group's coordinator
+    fails for a moment while the coordinator moves (the controller rebalances leaders every
+    few minutes). The last one is named if the time runs out."""
+    start, last = time.monotonic(), ""
+    while True:
+        try:
+            if condition():
+                return time.monotonic() - start
+        except KafkaException as exc:
+            last = f" (last error: {exc.args[0].str() if exc.args else exc})"
         if time.monotonic() - start > timeout:
-            raise LabError(f"{what} did not happen within {timeout} s.")
+            raise LabError(f"{what} did not happen within {timeout} s{last}.")
         time.sleep(interval)
-    return time.monotonic() - start
 
 
 def balanced(members: Iterable[Member], partitions: int) -> bool:

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.schema_registry import Schema, SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
@@ -72,8 +73,10 @@ STOCK = "inventory.stock"  # compacted changelog: "<partition>:<sku>" -> units l
 RISK_THRESHOLD = 0.25
 CARRIERS = ("lab-post", "lab-express", "lab-freight")
 # A killed instance's open transaction blocks read_committed readers of its partitions until it
-# is aborted: by its restarted successor at once, else after this long.
-TRANSACTION_TIMEOUT_MS = 15_000
+# is aborted: by its restarted successor at once, else after this long. Kafka's default: a
+# shorter one (15 s was tried) aborted a live instance's slow first transaction on a loaded CI
+# machine, and an aborted transaction's producer is fenced for good.
+TRANSACTION_TIMEOUT_MS = 60_000
 # One transaction per batch: a transaction costs a few round trips to the coordinators (tens of
 # ms here) whatever its size, so a loop takes what arrives within WAIT_S, up to BATCH records.
 # Waiting for a fixed batch to fill would cap a service at one batch per wait.
@@ -232,11 +235,20 @@ def make_service(name: str, stock: dict[str, int] | None = None) -> Service:
 
 
 def ensure_topics(lab: Lab, prefix: str = "") -> None:
-    """The event topics, the dead-letter topic and the compacted stock changelog."""
+    """The event topics, the dead-letter topic and the compacted stock changelog; and every
+    event's schema registered under its subject, so that no service's first transaction waits
+    on a first registration (an existing subject keeps its versions)."""
     for name in (*ev.EVENT_TOPICS, ev.DEAD_LETTER):
         lab.create_topic(prefix + name, ev.PARTITIONS, 3, exist_ok=True)
     compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
     lab.create_topic(prefix + STOCK, ev.PARTITIONS, 3, config=compacted, exist_ok=True)
+    registry = lab.registry()
+    for name in ev.EVENT_TOPICS:
+        subject = ev.subject(prefix + name)
+        try:
+            registry.get_latest_version(subject)
+        except SchemaRegistryError:
+            registry.register_schema(subject, Schema(json.dumps(ev.SCHEMAS[name]), "AVRO"))
 
 
 class Codec:

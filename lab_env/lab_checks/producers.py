@@ -39,6 +39,7 @@ from lab_env.records import read_all
 # were warmed up); the solution made 24,000-34,000 records/s, 53-69x (14x at worst on cold
 # topics under heavy load). 8x sits between them with margin on both sides.
 SPEEDUP = 8  # the learner's records/s must be this many times the flush-per-record producer's
+MAX_RUNS = 3  # a rate within 3x below the target is run again, up to this many times in all
 BASELINE_EVENTS = 100  # events the check produces one flush() at a time to measure that rate
 QUEUE_LIMIT = 1_000  # queue.buffering.max.messages in the throughput check: BufferError must be met
 IDEMPOTENCE_EVENTS = 200
@@ -276,9 +277,11 @@ def check_fast_and_complete(
 
     The learner's rate is events over the wall time of the call, final flush included, with
     metadata, connections and the producer id fetched before the clock starts. The naive rate
-    is measured before and after that run and the faster one counts, so a burst of load during
-    one measurement cannot lower the bar. A rate within 3x below the target gets one more run
-    on a fresh topic (a shared machine has slow moments); flushing every record is far slower.
+    is measured before the first run and after each, and the fastest counts, so a burst of load
+    during one measurement cannot lower the bar. A rate within 3x below the target is run again
+    on a fresh topic, up to MAX_RUNS runs in all (a shared machine has slow moments: a CI run
+    once measured the solution at 4% below the bar, at a tenth of its usual rate); flushing
+    every record is far slower.
     """
     naive = flush_per_record_rate(lab, events[:BASELINE_EVENTS])
     runs, seconds = 0, float("inf")
@@ -286,14 +289,15 @@ def check_fast_and_complete(
         runs += 1
         seconds = min(seconds, _fast_and_complete_run(lab, config, produce_orders, events))
         rate = len(events) / max(seconds, 1e-9)
-        if rate >= SPEEDUP * naive or rate < SPEEDUP * naive / 3 or runs == 2:
+        # The bar is final before the decision: measured again after each run.
+        naive = max(naive, flush_per_record_rate(lab, events[:BASELINE_EVENTS]))
+        target = SPEEDUP * naive
+        if rate >= target or rate < target / 3 or runs == MAX_RUNS:
             break
-    naive = max(naive, flush_per_record_rate(lab, events[:BASELINE_EVENTS]))
-    target = SPEEDUP * naive
     require(
         rate >= target,
         f"{len(events)} events took {seconds:.2f} s: {rate:,.0f} records/s "
-        f"({'best of 2 runs' if runs > 1 else 'one run'}). The target is {SPEEDUP}x the "
+        f"({f'best of {runs} runs' if runs > 1 else 'one run'}). The target is {SPEEDUP}x the "
         f"{naive:,.0f} records/s a producer that flushes after every record made on this "
         f"cluster just now: {target:,.0f} records/s. flush() waits a full round trip: produce() "
         "every event, poll(0) in the loop to serve delivery reports, and flush() once at the "
