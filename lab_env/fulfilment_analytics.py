@@ -131,9 +131,9 @@ class Analytics:
 
     # -- aggregates --------------------------------------------------------------------------
 
-    def throughput(self, last_s: int | None = None) -> pd.DataFrame:
+    def throughput(self) -> pd.DataFrame:
         """Events per second per topic (columns ``topic``, ``second``, ``events``); seconds
-        are relative to the first event, optionally only the last ``last_s`` of them."""
+        are relative to the first event."""
         self._check()
         with self.lock:
             rows = [{"topic": t, "at": s, "events": n} for (t, s), n in self.per_second.items()]
@@ -142,8 +142,6 @@ class Analytics:
             return frame.rename(columns={"at": "second"})
         first = frame["at"].min()
         frame["second"] = frame["at"] - first
-        if last_s is not None:
-            frame = frame[frame["at"] > frame["at"].max() - last_s]
         return frame.drop(columns="at").sort_values(["second", "topic"]).reset_index(drop=True)
 
     def latencies(self) -> pd.DataFrame:

@@ -40,6 +40,7 @@ from lab_env.config import load_config
 from lab_env.errors import LabError
 from lab_env.fulfilment_pipeline import Pipeline, paced
 from lab_env.fulfilment_reconcile import reconcile
+from lab_env.producing import percentile
 
 ARTICLE = {"avg_ms": 1200, "orders_per_min": 210_000}
 PLENTY = 1_000_000_000  # units per SKU: no order is rejected for stock, every order does all stages
@@ -69,7 +70,6 @@ class Watcher(threading.Thread):
         )
         self.expected, self.timeout = expected, timeout
         self.ended: dict[str, float] = {}
-        self.copies = 0
 
     def run(self) -> None:
         deadline = time.monotonic() + self.timeout
@@ -80,11 +80,7 @@ class Watcher(threading.Thread):
                         if msg.error().code() != KafkaError._PARTITION_EOF:
                             print(f"watcher: {msg.error()}", file=sys.stderr)
                         continue
-                    key = msg.key().decode()
-                    if key in self.ended:
-                        self.copies += 1
-                    else:
-                        self.ended[key] = time.time() * 1000
+                    self.ended.setdefault(msg.key().decode(), time.time() * 1000)
         finally:
             self.consumer.close()
 
@@ -98,11 +94,6 @@ def steady_rate(ends_ms: list[float]) -> float:
     if high - low < 2 or ends[high] <= ends[low]:
         return 0.0
     return (high - low) / ((ends[high] - ends[low]) / 1000)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pipeline.close(delete=not args.keep)
 
-    latencies = [watcher.ended[k] - placed[k] for k in placed if k in watcher.ended]
+    ended = [k for k in placed if k in watcher.ended]  # in the order they were placed
+    latencies = [watcher.ended[k] - placed[k] for k in ended]
     if not latencies:
         raise LabError("no order ended: is every service running? See the logs in the workdir.")
-    ended_per_s = steady_rate([watcher.ended[k] for k in placed if k in watcher.ended])
+    ended_per_s = steady_rate([watcher.ended[k] for k in ended])
     offered_per_s = len(placed) / ((placing_ended - started) / 1000)
     tenth = max(1, len(latencies) // 10)
-    by_place = [watcher.ended[k] - placed[k] for k in placed if k in watcher.ended]
-    first, last = statistics.mean(by_place[:tenth]), statistics.mean(by_place[-tenth:])
+    first, last = statistics.mean(latencies[:tenth]), statistics.mean(latencies[-tenth:])
     figures = {
         "orders_per_s": round(ended_per_s),
         "orders_per_min": round(ended_per_s * 60),

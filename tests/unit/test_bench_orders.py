@@ -1,10 +1,10 @@
-"""The case study benchmark's pure parts: the steady ending rate and percentiles."""
+"""The case study benchmark's pure part: the steady ending rate."""
 
 from __future__ import annotations
 
 import pytest
 
-from lab_env.benchmarks.orders import percentile, steady_rate
+from lab_env.benchmarks.orders import steady_rate
 
 
 def test_steady_rate_is_the_offered_rate_when_the_pipeline_keeps_up() -> None:
@@ -16,8 +16,3 @@ def test_steady_rate_is_the_offered_rate_when_the_pipeline_keeps_up() -> None:
 def test_steady_rate_of_too_few_endings_is_zero() -> None:
     assert steady_rate([]) == 0.0
     assert steady_rate([5.0] * 50) == 0.0  # all at once: no interval to divide by
-
-
-def test_percentile_picks_from_the_sorted_values() -> None:
-    values = [float(v) for v in range(100, 0, -1)]
-    assert percentile(values, 0.5) == 51.0 and percentile(values, 0.99) == 100.0
