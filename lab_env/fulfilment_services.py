@@ -331,9 +331,11 @@ class Counters:
     dead_letters: int = 0
 
 
-def _dead_letter(
+def dead_letter(
     producer: Producer, topic: str, service: str, msg: Message, exc: BaseException
 ) -> None:
+    """Send ``msg`` unchanged to the dead-letter ``topic`` (in the producer's open transaction),
+    with why and where from in its headers."""
     headers = [
         ("error", str(exc)[:1000].encode()),
         ("error.class", type(exc).__name__.encode()),
@@ -440,7 +442,7 @@ def _process(
         event = codec.decode(str(msg.topic()), msg.value())
         outputs = service.handle(logical[str(msg.topic())], int(msg.partition() or 0), event)
     except (SerializationError, ValueError, KeyError, TypeError) as exc:
-        _dead_letter(producer, topic(ev.DEAD_LETTER), service.name, msg, exc)
+        dead_letter(producer, topic(ev.DEAD_LETTER), service.name, msg, exc)
         counters.dead_letters += 1
         return
     for name, value in outputs:

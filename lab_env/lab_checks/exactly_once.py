@@ -173,12 +173,19 @@ def explain(report: Verdict, failures: str) -> None:
 # -- the lab the worker gets: real clients, recorded -----------------------------------------------
 
 
-class _Producer(Producer):
-    """A real producer that counts the transactional calls made on it."""
+# Called before each transactional call a checked producer makes, with the call's name and the
+# producer (its count of that call already raised): a check's way to inject a failure or a freeze.
+Faults = Callable[[str, "_Producer"], None]
 
-    def __init__(self, config: dict[str, Any]) -> None:
+
+class _Producer(Producer):
+    """A real producer that counts the transactional calls made on it, and lets a check act
+    before each (``faults``)."""
+
+    def __init__(self, config: dict[str, Any], faults: Faults | None = None) -> None:
         super().__init__(config)
         self.config = config
+        self.faults = faults
         self.thread = threading.get_ident()
         self.calls: Counter[str] = Counter()
 
@@ -186,20 +193,25 @@ class _Producer(Producer):
     def transactional(self) -> bool:
         return bool(self.config.get("transactional.id"))
 
+    def _call(self, name: str) -> None:
+        self.calls[name] += 1
+        if self.faults is not None:
+            self.faults(name, self)
+
     def init_transactions(self, *args: Any) -> None:
-        self.calls["init_transactions"] += 1
+        self._call("init_transactions")
         super().init_transactions(*args)
 
     def send_offsets_to_transaction(self, *args: Any) -> None:
-        self.calls["send_offsets_to_transaction"] += 1
+        self._call("send_offsets_to_transaction")
         super().send_offsets_to_transaction(*args)
 
     def commit_transaction(self, *args: Any) -> None:
-        self.calls["commit_transaction"] += 1
+        self._call("commit_transaction")
         super().commit_transaction(*args)
 
     def abort_transaction(self, *args: Any) -> None:
-        self.calls["abort_transaction"] += 1
+        self._call("abort_transaction")
         super().abort_transaction(*args)
 
 
@@ -225,9 +237,12 @@ class WorkerLab:
     partitions of a frozen one at once, as a restarted instance with a stable identity would.
     """
 
-    def __init__(self, lab: Lab, static_id: str | None = None) -> None:
+    def __init__(
+        self, lab: Lab, static_id: str | None = None, faults: Faults | None = None
+    ) -> None:
         self._lab = lab
         self._static_id = static_id
+        self._faults = faults
         self._lock = threading.Lock()
         self.producers: list[_Producer] = []
         self.consumers: list[_Consumer] = []
@@ -236,7 +251,8 @@ class WorkerLab:
         return getattr(self._lab, name)
 
     def producer(self, config: dict[str, Any] | None = None) -> Producer:
-        producer = _Producer(self._lab.client_config({"logger": LOG, **(config or {})}))
+        settings = self._lab.client_config({"logger": LOG, **(config or {})})
+        producer = _Producer(settings, self._faults)
         with self._lock:
             self.producers.append(producer)
         return producer
@@ -312,24 +328,15 @@ class FailHook:
             self.outside_transaction += 1  # produce() refuses when no transaction is open
 
 
-class WorkerThread:
-    """The learner's ``run_worker`` in a daemon thread, its exception kept."""
+class LearnerThread:
+    """A learner's function in a daemon thread, called with ``args`` and then its own ``stop``
+    event (and ``after``, if any); its exception kept."""
 
-    def __init__(
-        self, run_worker: Worker, clients: WorkerLab, scenario: Scenario, hook: FailHook
-    ) -> None:
+    def __init__(self, function: Worker, *args: Any, after: tuple[Any, ...] = ()) -> None:
         self.stop = threading.Event()
         self.error: BaseException | None = None
-        args = (
-            clients,
-            scenario.input,
-            scenario.output,
-            scenario.group,
-            scenario.transactional_id,
-            self.stop,
-            hook,
-        )
-        self.thread = threading.Thread(target=self._run, args=(run_worker, args), daemon=True)
+        call = (*args, self.stop, *after)
+        self.thread = threading.Thread(target=self._run, args=(function, call), daemon=True)
         self.thread.start()
 
     def _run(self, run_worker: Worker, args: tuple[Any, ...]) -> None:
@@ -346,6 +353,16 @@ class WorkerThread:
         self.stop.set()
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+
+class WorkerThread(LearnerThread):
+    """The learner's ``run_worker`` in a daemon thread."""
+
+    def __init__(
+        self, run_worker: Worker, clients: WorkerLab, scenario: Scenario, hook: FailHook
+    ) -> None:
+        where = (scenario.input, scenario.output, scenario.group, scenario.transactional_id)
+        super().__init__(run_worker, clients, *where, after=(hook,))
 
 
 # -- one run of the check --------------------------------------------------------------------------
@@ -436,7 +453,7 @@ class Scenario:
 # -- what every check requires of the worker's clients ---------------------------------------------
 
 
-def _raise_check_errors(*workers: WorkerThread) -> None:
+def _raise_check_errors(*workers: LearnerThread) -> None:
     for worker in workers:
         if isinstance(worker.error, LabCheckError):
             raise worker.error
@@ -466,7 +483,7 @@ def _require_started(worker: WorkerThread, clients: WorkerLab, scenario: Scenari
     crashed = worker.error is not None and not isinstance(worker.error, InjectedFailure)
     require(
         not (crashed and not any(p.transactional for p in clients.producers)),
-        f"run_worker raised {_describe(worker.error)} before its first transaction.",
+        f"run_worker raised {describe(worker.error)} before its first transaction.",
     )
     _require_transactional_producer(clients, scenario)
 
@@ -517,7 +534,7 @@ def _require_transactions_used(clients: WorkerLab, hook: FailHook) -> None:
     )
 
 
-def _describe(error: BaseException | None) -> str:
+def describe(error: BaseException | None) -> str:
     if isinstance(error, KafkaException) and isinstance(error.args[0], KafkaError):
         return f"{error.args[0].name()} ({error.args[0].str()})"
     return f"{type(error).__name__}: {error}"
@@ -585,7 +602,7 @@ def check_abort_path(lab: Lab, run_worker: Worker, records: int = RECORDS) -> No
         )
         require(
             worker.error is None,
-            f"run_worker raised {_describe(worker.error)}. A failure inside a transaction is "
+            f"run_worker raised {describe(worker.error)}. A failure inside a transaction is "
             "handled by aborting it and rewinding the consumer; only a fatal error "
             "(error.fatal(), e.g. fenced) ends the worker.",
         )
@@ -643,14 +660,14 @@ def check_crash_recovery(lab: Lab, run_worker: Worker, records: int = RECORDS) -
         require(
             frozen,
             "the worker never reached its second transaction"
-            + (f": it raised {_describe(zombie.error)}" if zombie.error else "")
+            + (f": it raised {describe(zombie.error)}" if zombie.error else "")
             + ". Loop until stop.is_set(), one transaction per batch, and call fail_hook() in "
             "each.",
         )
         replacement = workers[-1]
         require(
             replacement.error is None,
-            f"the replacement worker raised {_describe(replacement.error)}: init_transactions() "
+            f"the replacement worker raised {describe(replacement.error)}: init_transactions() "
             "must fence the frozen worker and abort its transaction, then consume from the "
             "offsets committed by the last committed transaction.",
         )
@@ -665,7 +682,7 @@ def check_crash_recovery(lab: Lab, run_worker: Worker, records: int = RECORDS) -
             "send_offsets_to_transaction() in every transaction.",
         )
     woke = (
-        f"on waking up it got {_describe(zombie.error)}"
+        f"on waking up it got {describe(zombie.error)}"
         if zombie.error
         else "on waking up it committed nothing"
     )

@@ -1,0 +1,515 @@
+"""Lab 11: the case study's payment service, written by the learner and checked in the running
+pipeline.
+
+The learner writes two functions:
+
+- ``decide(event)``: what the payment service makes of one ``inventory.reserved`` event, as a list
+  of ``(topic, event)`` pairs: ``payment.completed`` when the order's ``risk_score`` is at most
+  :data:`RISK_THRESHOLD`, else ``payment.failed`` carrying the reserved items, so that inventory
+  can release them (the compensation) and the order ends canceled.
+- ``payment_loop(lab, prefix, instance, stop)``: the service's transactional consume-transform-
+  produce loop over ``<prefix>inventory.reserved``, with the events ``decide`` returns, the
+  dead-letter topic for records it cannot read, and the consumed offsets in each transaction.
+
+``check_decide`` calls ``decide`` on a few events (pure). ``check_payment_service`` runs the
+learner's loop in a thread beside the lab's own inventory, shipping and order processes
+(:class:`~lab_env.fulfilment_pipeline.Pipeline`), places orders in two waves and injects two
+failures into the learner's first instance:
+
+1. its first ``send_offsets_to_transaction()`` raises an abortable error: the loop must abort the
+   transaction, rewind its consumer and process the batch again;
+2. after the first wave has ended, its next ``commit_transaction()`` freezes (an instance that
+   hangs mid-transaction, its records sent). A second instance with the same number starts:
+   its ``init_transactions()`` must fence the frozen one and abort its transaction. When every
+   order has ended, the frozen instance wakes up; nothing it does may be committed.
+
+Then the run is reconciled (:mod:`lab_env.fulfilment_reconcile`): every order exactly one terminal
+state, no event duplicated, every declined payment compensated, no stock oversold; each order
+ended as its risk score says; and the malformed record the check slipped into the input is in the
+dead-letter topic, unchanged. (The malformed record is written with the second wave, so that
+the batch the first failure aborts holds orders: a loop that does not rewind loses them.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from confluent_kafka import KafkaError, KafkaException
+
+from lab_env import datasets
+from lab_env import fulfilment_events as ev
+from lab_env import fulfilment_services as fs
+from lab_env.api import Lab
+from lab_env.checks import LabCheckError, passed, require
+from lab_env.fulfilment_pipeline import Pipeline
+from lab_env.fulfilment_reconcile import Reconciliation, reconcile
+from lab_env.lab_checks.exactly_once import (
+    LearnerThread,
+    WorkerLab,
+    _Producer,
+    describe,
+)
+from lab_env.records import read_all
+
+RISK_THRESHOLD = fs.RISK_THRESHOLD
+ORDERS = 120
+SERVICE = "payment"
+MALFORMED_KEY = b"lab11-malformed"
+MALFORMED_VALUE = b"not an Avro event"
+WAVE_S = 90.0  # for a wave of orders to end
+STALL_S = 30.0  # no order ended for this long: the rest are lost
+FREEZE_WAIT_S = 60.0  # for the first instance to reach its frozen commit
+FREEZE_MAX_S = 180.0  # a frozen instance is released after this long, whatever happens
+STOP_S = 20.0  # for payment_loop to return once stop is set
+
+Function = Callable[..., Any]
+
+
+def member(prefix: str, instance: str) -> str:
+    """An instance's transactional.id and group.instance.id."""
+    return f"{prefix}fulfilment-{SERVICE}-{instance}"
+
+
+def group(prefix: str) -> str:
+    return f"{prefix}fulfilment-{SERVICE}"
+
+
+# -- decide, checked on its own (pure) -------------------------------------------------------------
+
+
+def reserved_event(order: dict[str, Any], risk: float) -> dict[str, Any]:
+    """The ``inventory.reserved`` event inventory writes for ``order``, with ``risk``."""
+    return {
+        "order_id": order["order_id"],
+        "created_at_ms": order["created_at_ms"],
+        "items": order["items"],
+        "amount_cents": order["amount_cents"],
+        "risk_score": risk,
+        "reserved_at_ms": order["created_at_ms"] + 5,
+    }
+
+
+def expected_topic(risk: float) -> str:
+    return ev.PAYMENT_FAILED if risk > RISK_THRESHOLD else ev.PAYMENT_COMPLETED
+
+
+def _invalid(topic: str, value: object) -> str | None:
+    """Why ``value`` is not a valid ``topic`` event, or None."""
+    if not isinstance(value, dict):
+        return f"the event is a {type(value).__name__}, not a dict"
+    schema = fastavro.parse_schema(ev.SCHEMAS[topic])
+    try:
+        fastavro.validation.validate(value, schema, raise_errors=True)
+    except fastavro.validation.ValidationError as exc:
+        return f"it does not match the {topic} schema: {exc}"
+    extra = set(value) - {f["name"] for f in ev.SCHEMAS[topic]["fields"]}
+    return f"it has fields the schema does not: {sorted(extra)}" if extra else None
+
+
+def _check_one(decide: Function, event: dict[str, Any]) -> str:
+    risk = event["risk_score"]
+    want = expected_topic(risk)
+    try:
+        out = decide(dict(event))
+    except Exception as exc:
+        raise LabCheckError(
+            f"decide() raised {type(exc).__name__}: {exc} (risk_score {risk})"
+        ) from exc
+    require(
+        isinstance(out, list) and len(out) == 1,
+        f"decide() must return a list with one (topic, event) pair; it returned {out!r}.",
+    )
+    pair = out[0]
+    require(
+        isinstance(pair, tuple) and len(pair) == 2,
+        f"decide() must return [(topic, event)]; its item is {pair!r}.",
+    )
+    topic, value = pair
+    rule = f"risk_score {risk} is {'above' if risk > RISK_THRESHOLD else 'not above'}"
+    require(
+        topic == want,
+        f"{rule} the threshold {RISK_THRESHOLD}, so the event is {want!r}, not {topic!r} "
+        f"(decline only when risk_score > RISK_THRESHOLD).",
+    )
+    problem = _invalid(topic, value)
+    require(problem is None, f"decide()'s {topic} event is not valid: {problem}.")
+    for name in ("order_id", "created_at_ms"):
+        require(
+            value[name] == event[name],
+            f"{topic}.{name} must be the reserved event's ({event[name]!r}), not "
+            f"{value[name]!r}: every stage's latency is measured from created_at_ms.",
+        )
+    if topic == ev.PAYMENT_FAILED:
+        require(
+            value["items"] == event["items"],
+            "payment.failed must carry the reserved items unchanged: inventory releases exactly "
+            f"those (the compensation). It carries {value['items']!r}.",
+        )
+        require(value["reason"].strip(), "payment.failed needs a reason for the customer.")
+    else:
+        require(
+            value["amount_cents"] == event["amount_cents"],
+            f"payment.completed charges the reserved amount, {event['amount_cents']} cents, not "
+            f"{value['amount_cents']}.",
+        )
+    at = value["failed_at_ms" if topic == ev.PAYMENT_FAILED else "paid_at_ms"]
+    require(
+        at >= event["created_at_ms"],
+        f"the {topic} event's time ({at}) is before the order was created: use the current "
+        "time in epoch milliseconds (fs.now_ms()).",
+    )
+    return topic
+
+
+def check_decide(decide: Function) -> None:
+    """``decide`` on events below, at and above the threshold."""
+    require(callable(decide), "pass your decide function itself (no parentheses).")
+    orders = list(datasets.orders(datasets.make_catalog(seed=7), count=4, seed=7))
+    risks = [0.02, RISK_THRESHOLD, RISK_THRESHOLD + 0.01, 0.97]
+    outcomes = [
+        _check_one(decide, reserved_event(o, r)) for o, r in zip(orders, risks, strict=True)
+    ]
+    shown = ", ".join(f"{r} -> {t}" for r, t in zip(risks, outcomes, strict=True))
+    passed(
+        "decide() pays risk scores up to the threshold and declines above it, carrying the "
+        f"items to release: {shown}"
+    )
+
+
+# -- the failures injected into the learner's first instance --------------------------------------
+
+
+class Faults:
+    """Acts on the transactional producers the first instance's thread creates: an abortable
+    error in its first ``send_offsets_to_transaction()``; once armed, a freeze in its next
+    ``commit_transaction()`` until released."""
+
+    def __init__(self) -> None:
+        self.victim: LearnerThread | None = None
+        self.injected = 0
+        self.armed = threading.Event()
+        self.frozen = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, name: str, producer: _Producer) -> None:
+        victim = self.victim
+        if victim is None or producer.thread != victim.thread.ident or not producer.transactional:
+            return
+        if name == "send_offsets_to_transaction" and self.injected == 0:
+            self.injected += 1
+            raise KafkaException(
+                KafkaError(
+                    KafkaError._TIMED_OUT,
+                    "injected by the check: the offsets could not be added to the transaction "
+                    "in time; abort the transaction and retry the batch",
+                    txn_requires_abort=True,
+                )
+            )
+        if name == "commit_transaction" and self.armed.is_set() and not self.frozen.is_set():
+            self.frozen.set()
+            self.release.wait(FREEZE_MAX_S)
+
+
+# -- one run -----------------------------------------------------------------------------------
+
+
+class Run:
+    """A pipeline of the lab's inventory, shipping and order processes under a fresh prefix, its
+    orders, and the learner's payment instances as threads."""
+
+    def __init__(self, lab: Lab, orders: int, workdir: Path) -> None:
+        self.orders = list(datasets.orders(datasets.make_catalog(seed=11), count=orders, seed=11))
+        self.lab = lab
+        self.prefix = lab.topic(f"lab11-{uuid.uuid4().hex[:6]}.")
+        self.pipeline = Pipeline(lab, prefix=self.prefix, workdir=workdir)
+        self.faults = Faults()
+        self.clients = WorkerLab(lab, static_id=member(self.prefix, "1"), faults=self.faults)
+        self.instances: list[LearnerThread] = []
+
+    def start_services(self) -> None:
+        self.pipeline.ensure_topics()
+        for service in ("inventory", "shipping", "order"):
+            self.pipeline.start(service)
+
+    def write_malformed(self) -> None:
+        producer = self.lab.producer()
+        topic = self.prefix + ev.INVENTORY_RESERVED
+        producer.produce(topic, key=MALFORMED_KEY, value=MALFORMED_VALUE)
+        require(producer.flush(30) == 0, "the malformed record could not be written.")
+
+    def start_instance(self, payment_loop: Function) -> LearnerThread:
+        instance = LearnerThread(payment_loop, self.clients, self.prefix, "1")
+        if not self.instances:
+            self.faults.victim = instance
+        self.instances.append(instance)
+        return instance
+
+    def wait_ended(self, count: int, instance: LearnerThread, timeout: float = WAVE_S) -> bool:
+        """Until ``count`` orders have ended; False when ``instance`` has died, or no order has
+        ended for STALL_S (orders lost), or ``timeout`` has passed."""
+        deadline = time.monotonic() + timeout
+        last, progress = -1, time.monotonic()
+        while time.monotonic() < deadline and instance.alive():
+            ended = self.pipeline.ended()
+            if ended >= count:
+                return True
+            if ended != last:
+                last, progress = ended, time.monotonic()
+            elif time.monotonic() - progress > STALL_S:
+                return False
+            self.pipeline.check_alive([(s, "1") for s in ("inventory", "shipping", "order")])
+            time.sleep(0.5)
+        return self.pipeline.ended() >= count
+
+    def stop(self) -> list[LearnerThread]:
+        """Release the frozen instance, stop every instance; those that did not return."""
+        self.faults.release.set()
+        return [i for i in self.instances if not i.finish(STOP_S)]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a static member's group may outlive the check
+            self.pipeline.close()
+
+    def reconcile(self) -> tuple[Reconciliation, dict[str, list[dict[str, Any]]]]:
+        events = fs.read_events(self.lab, self.prefix, self.pipeline.codec)
+        return reconcile(self.orders, events, self.pipeline.stock), events
+
+
+# -- what the check requires -----------------------------------------------------------------------
+
+
+def _raise_check_errors(run: Run) -> None:
+    for instance in run.instances:
+        if isinstance(instance.error, LabCheckError):
+            raise instance.error
+
+
+def _require_clients(run: Run) -> None:
+    clients, prefix = run.clients, run.prefix
+    first = run.instances[0]
+    transactional = [p for p in clients.producers if p.transactional]
+    require(
+        transactional or first.error is None,
+        f"payment_loop raised {describe(first.error)} before its first transaction. A record "
+        "that cannot be decoded or decided goes to the dead-letter topic "
+        "(fs.dead_letter(...)), it does not stop the service.",
+    )
+    require(
+        transactional,
+        "payment_loop created no transactional producer: create it with "
+        "lab.producer({'transactional.id': member, ...}) and call init_transactions() before "
+        "the first transaction.",
+    )
+    ids = {str(p.config["transactional.id"]) for p in transactional}
+    require(
+        ids == {member(prefix, "1")},
+        f"the producer's transactional.id is {sorted(ids)}, not {member(prefix, '1')!r} "
+        "(member): a restarted instance must reuse its id, so that init_transactions() fences "
+        "the old one and aborts its open transaction.",
+    )
+    require(
+        all(p.calls["init_transactions"] for p in transactional),
+        "call producer.init_transactions() once, before the first begin_transaction().",
+    )
+    require(
+        clients.consumers,
+        "payment_loop created no consumer through the lab it was given: use "
+        "lab.consumer(group, {...}).",
+    )
+    for consumer in clients.consumers:
+        settings = consumer.learner
+        require(
+            consumer.config["group.id"] == group(prefix),
+            f"the consumer's group is {consumer.config['group.id']!r}, not {group(prefix)!r} "
+            "(group): every payment instance shares one group, so they share the partitions.",
+        )
+        require(
+            str(settings.get("enable.auto.commit", True)).lower() == "false",
+            "the consumer has enable.auto.commit on (librdkafka's default): it commits offsets "
+            "outside any transaction. Pass {'enable.auto.commit': False}.",
+        )
+        require(
+            settings.get("isolation.level") == "read_committed",
+            "the consumer must read with isolation.level=read_committed: inventory writes "
+            "inventory.reserved in transactions, and an aborted one's reservations never "
+            "happened.",
+        )
+    require(
+        sum(c.commits for c in clients.consumers) == 0,
+        "payment_loop called consumer.commit(): offsets committed outside the transaction "
+        "commit even when its events abort. Send them with send_offsets_to_transaction().",
+    )
+
+
+def _require_abort_path(run: Run) -> None:
+    first = run.instances[0]
+    require(
+        run.faults.injected,
+        "payment_loop never called producer.send_offsets_to_transaction(): the consumed offsets "
+        "must commit in the same transaction as the payment events.",
+    )
+    abortable = (
+        isinstance(first.error, KafkaException)
+        and isinstance(first.error.args[0], KafkaError)
+        and not first.error.args[0].fatal()
+    )
+    require(
+        not abortable,
+        f"payment_loop raised {describe(first.error)}. The check made send_offsets_to_transaction"
+        "() fail with an abortable error (txn_requires_abort()): abort the transaction, rewind "
+        "the consumer to its committed offsets (rewind(consumer)) and go on; only a fatal error "
+        "ends the service.",
+    )
+    require(
+        first.error is None or run.faults.frozen.is_set(),
+        f"payment_loop raised {describe(first.error)} while processing the orders; a service "
+        "runs until stop is set, and only a fatal Kafka error (error.fatal()) ends it.",
+    )
+    require(
+        run.clients.calls("abort_transaction") >= 1,
+        "send_offsets_to_transaction() failed once, but abort_transaction() was never called: "
+        "an abortable error leaves the transaction unusable until it is aborted.",
+    )
+
+
+def _require_ends(
+    run: Run, report: Reconciliation, events: dict[str, list[dict[str, Any]]]
+) -> None:
+    what = "an abortable error, then an instance frozen mid-transaction and replaced"
+    require(
+        not report.duplicated,
+        f"events were committed twice after {what}: {sorted(report.duplicated)[:3]}. A batch "
+        "whose transaction aborts must leave nothing behind, and a replacement must fence the "
+        "old instance (same transactional.id) before it processes anything. " + report.summary(),
+    )
+    require(
+        not report.lost,
+        f"{len(report.lost)} order(s) never ended, e.g. {report.lost[:3]}: their reservations "
+        "were consumed but no payment event was committed. After abort_transaction(), seek "
+        "the consumer back to its committed offsets (rewind(consumer)), or the aborted batch is "
+        "skipped. " + report.summary(),
+    )
+    require(
+        report.exact, f"the run does not reconcile: {report.summary()}; {report.broken_chains[:3]}"
+    )
+    risk = {o["order_id"]: o["risk_score"] for o in run.orders}
+    wrong = [
+        (e["order_id"], topic)
+        for topic in (ev.PAYMENT_COMPLETED, ev.PAYMENT_FAILED)
+        for e in events[topic]
+        if expected_topic(risk[e["order_id"]]) != topic
+    ]
+    require(
+        not wrong,
+        f"{len(wrong)} order(s) got the wrong payment outcome for their risk score, e.g. "
+        f"{wrong[:3]}: decline (payment.failed) exactly when risk_score > {RISK_THRESHOLD}.",
+    )
+
+
+def _require_dead_letter(dead: list[dict[str, Any]]) -> None:
+    mine = [r for r in dead if r["key"] == MALFORMED_KEY]
+    require(
+        len(mine) == 1,
+        f"the check wrote one record that is not Avro to inventory.reserved (key "
+        f"{MALFORMED_KEY.decode()!r}); {len(mine)} copies of it are in the dead-letter topic. "
+        "Catch the decoding error and send the record there with fs.dead_letter(...), in the "
+        "same transaction.",
+    )
+    require(
+        mine[0]["value"] == MALFORMED_VALUE and mine[0]["headers"].get("error"),
+        "the dead-lettered record must be the original, unchanged, with the error in its "
+        "'error' header (fs.dead_letter does both).",
+    )
+
+
+def _drive(run: Run, payment_loop: Function) -> tuple[bool, bool]:
+    """Both waves, the failures injected; (first wave ended, every order ended)."""
+    half = len(run.orders) // 2
+    quarter = half // 2
+    run.start_services()
+    first = run.start_instance(payment_loop)
+    # The first wave in two parts: the first part's batch gets the abortable error, and the
+    # second part's transactions commit offsets past it. A loop that does not rewind has then
+    # lost the first part for good (a replacement resumes from the committed offsets).
+    run.pipeline.place(run.orders[:quarter])
+    deadline = time.monotonic() + WAVE_S
+    while not run.faults.injected and first.alive() and time.monotonic() < deadline:
+        if run.pipeline.ended() >= quarter:
+            break  # no transaction, or none that sends offsets
+        time.sleep(0.2)
+    run.pipeline.place(run.orders[quarter:half])
+    first_wave = run.wait_ended(half, first)
+    _raise_check_errors(run)
+    _require_clients(run)
+    _require_abort_path(run)
+    run.write_malformed()  # after the first wave: the aborted first batch holds orders
+    run.faults.armed.set()
+    run.pipeline.place(run.orders[half:])
+    deadline = time.monotonic() + FREEZE_WAIT_S
+    while first.alive() and not run.faults.frozen.is_set() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not run.faults.frozen.is_set():
+        return first_wave, False
+    replacement = run.start_instance(payment_loop)
+    return first_wave, run.wait_ended(len(run.orders), replacement)
+
+
+def check_payment_service(lab: Lab, payment_loop: Function, orders: int = ORDERS) -> None:
+    """The learner's payment service in the pipeline, two failures injected, the run reconciled."""
+    require(callable(payment_loop), "pass your payment_loop function itself (no parentheses).")
+    require(
+        isinstance(orders, int) and 20 <= orders <= 2000,
+        f"orders must be an int from 20 to 2000, not {orders!r}.",
+    )
+    with tempfile.TemporaryDirectory(prefix="lab11-") as workdir:
+        run = Run(lab, orders, Path(workdir))
+        try:
+            _, complete = _drive(run, payment_loop)
+            stuck = run.stop()
+            report, events = run.reconcile()
+            dead = read_all(lab, run.prefix + ev.DEAD_LETTER, decode=False)
+        finally:
+            run.stop()
+            run.close()
+    require(
+        not stuck,
+        f"payment_loop did not return within {STOP_S:.0f} s after stop.set(): check "
+        "stop.is_set() in the loop and keep every blocking call short.",
+    )
+    _raise_check_errors(run)
+    _require_clients(run)
+    _require_abort_path(run)
+    require(
+        run.faults.frozen.is_set(),
+        "the first instance never committed a transaction for the second wave of orders, where "
+        "the check freezes it: loop until stop.is_set(), one transaction per batch.",
+    )
+    replacement = run.instances[-1]
+    require(
+        replacement.error is None,
+        f"the replacement instance raised {describe(replacement.error)}: its "
+        "init_transactions() must fence the frozen instance and abort its transaction, then it "
+        "consumes from the last committed offsets.",
+    )
+    _require_ends(run, report, events)
+    _require_dead_letter(dead)
+    require(complete, f"not every order ended in time: {report.summary()}")
+    first = run.instances[0]
+    woke = (
+        f"on waking up it got {describe(first.error)}"
+        if first.error
+        else "on waking up it committed nothing"
+    )
+    passed(
+        f"{report.summary()}. An abortable error was aborted and its batch processed again; the "
+        f"instance frozen mid-transaction was fenced by its replacement ({woke}); the malformed "
+        "record is in the dead-letter topic"
+    )
