@@ -79,6 +79,9 @@ def cmd_up(lab: Backend, args: argparse.Namespace) -> int:
 
 
 def cmd_down(lab: Backend, args: argparse.Namespace) -> int:
+    pipelines = orders_cli.stop_every_pipeline(lab.cfg.home)
+    if pipelines:
+        out.print("Stopped the order pipelines' services: " + ", ".join(pipelines))
     stopped = lab.down(_reporter(time.monotonic()))
     out.print("Stopped: " + ", ".join(stopped) if stopped else "Nothing was running.")
     return 0

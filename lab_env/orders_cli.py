@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -29,6 +31,7 @@ from lab_env.api import Lab
 from lab_env.config import load_config
 from lab_env.errors import LabError
 from lab_env.fulfilment_pipeline import SERVICES, Pipeline, paced
+from lab_env.processes import Registry
 from lab_env.records import read_all
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -58,6 +61,22 @@ def cmd_kill(args: argparse.Namespace) -> int:
     p.kill(args.service, args.instance)
     out.print(f"killed {args.service} instance {args.instance} (SIGKILL)")
     return 0
+
+
+def stop_every_pipeline(home: Path, timeout: float = 30) -> list[str]:
+    """Stop the instances of every pipeline ``lab orders`` started under ``home`` (``lab down``
+    does, before it stops the brokers they would otherwise keep retrying): their names, as
+    ``<pipeline>/<service>-<instance>``."""
+    stopped = []
+    for run_dir in sorted((home / "orders").glob("*/run")):
+        procs = Registry(run_dir)
+        live = [r.name for r in procs.all() if procs.live(r.name) is not None]
+        for name in live:
+            procs.signal(name, signal.SIGTERM)  # all at once: each finishes its batch
+        for name in live:
+            procs.stop(name, timeout)
+            stopped.append(f"{run_dir.parent.name}/{name}")
+    return stopped
 
 
 def cmd_down(args: argparse.Namespace) -> int:
