@@ -26,12 +26,12 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import KafkaError
 from confluent_kafka.serialization import SerializationError
 
 from lab_env import fulfilment_events as ev
 from lab_env.api import Lab
-from lab_env.fulfilment_services import Codec
+from lab_env.fulfilment_services import Codec, reader
 
 ENDINGS = {
     ev.SHIPPING_SCHEDULED: "shipped",
@@ -49,17 +49,8 @@ class Analytics:
     def __init__(self, lab: Lab, prefix: str = "", codec: Codec | None = None) -> None:
         self.prefix = prefix
         self.codec = codec or Codec(lab)
-        self.consumer = lab.consumer(
-            lab.group(f"{prefix}fulfilment-analytics"),
-            {"isolation.level": "read_committed", "enable.auto.commit": False},
-        )
-        self.consumer.assign(
-            [
-                TopicPartition(prefix + t, p, OFFSET_BEGINNING)
-                for t in ev.EVENT_TOPICS
-                for p in range(ev.PARTITIONS)
-            ]
-        )
+        group = lab.group(f"{prefix}fulfilment-analytics")
+        self.consumer = reader(lab, group, prefix, ev.EVENT_TOPICS)
         self.logical = {prefix + t: t for t in ev.EVENT_TOPICS}
         self.per_second: Counter[tuple[str, int]] = Counter()  # (topic, unix second) -> events
         self.created: dict[str, int] = {}  # order id -> created_at_ms

@@ -51,7 +51,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.schema_registry import Schema, SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
@@ -274,6 +281,28 @@ class Codec:
         if not isinstance(value, dict) or "order_id" not in value:
             raise ValueError(f"not an order event: {type(value).__name__}")
         return value
+
+
+def reader(lab: Lab, group: str, prefix: str, topics: Iterable[str]) -> Consumer:
+    """A ``read_committed`` consumer assigned every partition of ``topics`` (prefixed) from its
+    first record: for readers of the whole run that keep no position in a group (the analytics
+    service, the benchmark's watcher). Assigned, not subscribed: no group join to wait for."""
+    consumer: Consumer = lab.consumer(
+        group,
+        {
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
+        },
+    )
+    consumer.assign(
+        [
+            TopicPartition(prefix + t, p, OFFSET_BEGINNING)
+            for t in topics
+            for p in range(ev.PARTITIONS)
+        ]
+    )
+    return consumer
 
 
 def read_events(

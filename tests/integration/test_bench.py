@@ -137,5 +137,10 @@ def test_bench_orders_measures_a_small_exact_run() -> None:
     result = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
     figures = dict(pair.split("=", 1) for pair in result.split()[1:])
     assert figures["exact"] == "True" and figures["ended"] == figures["placed"] == "120"
+    assert figures["lost"] == figures["duplicated"] == "0" and figures["generators"] == "2"
+    assert result.split()[1:6] == [
+        f"{name}={figures[name]}"
+        for name in ("orders_per_min", "p50_ms", "p99_ms", "lost", "duplicated")
+    ]  # the figures first, in its order
     assert 0 < int(figures["p50_ms"]) <= int(figures["p99_ms"]) <= int(figures["max_ms"])
     assert "machine:" in done.stdout and "lost 0" in done.stdout
