@@ -3,12 +3,17 @@
 Starts the four services (inventory, payment, shipping, order) with ``--instances`` each on a
 pipeline of its own, places generated orders (``datasets.orders``: skewed SKUs and customers)
 at a steady ``--rate`` for ``--seconds`` from ``--generators`` processes (each places every
-N-th order at rate/N: one Python process encoding Avro and producing tops out at about 2,400
-orders per second here), and times every order from the moment it is placed to
+N-th order at rate/N, so that the generator is not the limit: one process encoding Avro and
+producing offered at most about 2,350 orders per second here), and times every order from the
+moment it is placed to
 the moment its terminal event (``shipping.scheduled``, ``inventory.rejected`` or
 ``order.canceled``) is visible to a ``read_committed`` consumer, which is what a downstream
 service sees. Then it reconciles the run: every order ended exactly once, nothing lost or
 duplicated, no stock oversold.
+
+When the services stop, each logs where its transactions' time went (processing the batch,
+``send_offsets_to_transaction``, commit); the benchmark prints those averages per instance, the
+profile of a run that falls short.
 
 Throughput is the rate at which orders ended between the 10th and 90th percentile of the ending
 times: the offered rate when the pipeline keeps up (then the latency of the last orders is no
@@ -25,6 +30,7 @@ RESULT orders_per_min=<n> p50_ms=<n> p99_ms=<n> lost=<n> duplicated=<n> orders_p
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import multiprocessing.synchronize
 import statistics
@@ -32,6 +38,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -85,6 +92,25 @@ def steady_rate(ends_ms: list[float]) -> float:
     if high - low < 2 or ends[high] <= ends[low]:
         return 0.0
     return (high - low) / ((ends[high] - ends[low]) / 1000)
+
+
+def profile(logs: Path) -> list[dict[str, Any]]:
+    """Each service instance's transactions, from the line it logs when it stops: how many, the
+    average batch, and where a transaction's time went (ms)."""
+    rows = []
+    for log in sorted(logs.glob("*.log")):
+        stops = [json.loads(x) for x in log.read_text().splitlines() if '"stopped"' in x]
+        if stops and stops[-1].get("transactions"):
+            last = stops[-1]
+            rows.append(
+                {
+                    "instance": log.stem,
+                    "transactions": last["transactions"],
+                    "avg batch": round(last["events_in"] / last["transactions"]),
+                    **{k: last[k] for k in ("process_ms", "send_offsets_ms", "commit_ms")},
+                }
+            )
+    return rows
 
 
 def _generator(
@@ -191,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         report = reconcile(warm + orders, events, stock)
     finally:
         pipeline.close(delete=not args.keep)
+    phases = profile(pipeline.workdir / "logs")
 
     ended = sorted((k for k in placed if k in watcher.ended), key=placed.__getitem__)
     latencies = [watcher.ended[k] - placed[k] for k in ended]
@@ -228,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         f"the first tenth {first:.0f} ms, of the last tenth {last:.0f} ms"
     )
     print(f"reconciliation: {report.summary()}")
+    print("where a transaction's time goes, per service instance (averages):")
+    for row in phases:
+        print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
     print("RESULT " + " ".join(f"{k}={v}" for k, v in figures.items()))
     return 0 if report.exact else 1
 

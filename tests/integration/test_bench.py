@@ -144,3 +144,5 @@ def test_bench_orders_measures_a_small_exact_run() -> None:
     ]  # the figures first, in its order
     assert 0 < int(figures["p50_ms"]) <= int(figures["p99_ms"]) <= int(figures["max_ms"])
     assert "machine:" in done.stdout and "lost 0" in done.stdout
+    profiled = [line for line in done.stdout.splitlines() if line.startswith("  instance ")]
+    assert len(profiled) == 4 and all("commit_ms" in line for line in profiled), done.stdout
