@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -106,6 +106,13 @@ class Lab:
             self._admin = AdminClient(self.client_config())
         return self._admin
 
+    def reset_clients(self) -> None:
+        """Forget the cached admin clients; the next call makes new ones. After the whole lab
+        has restarted, a librdkafka client that lived through it can stay stuck "waiting for
+        controller" while the cluster is healthy (seen in CI after `lab down` and `lab up`)."""
+        self._admin = None
+        self._per_broker = None
+
     def producer(self, config: dict[str, Any] | None = None) -> Producer:
         return Producer(self.client_config(config))
 
@@ -190,17 +197,26 @@ class Lab:
         it a moment later. Waiting until every broker's metadata shows a leader for every
         partition spares the next call (to whichever broker) an UNKNOWN_TOPIC_OR_PART.
         """
-        future = self.admin().create_topics(
-            [NewTopic(name, partitions, replication_factor, config=config or {})],
-            request_timeout=30,
-        )[name]
-        try:
-            future.result()
-        except KafkaException as exc:
-            error = exc.args[0]
-            if exist_ok and error.name() == "TOPIC_ALREADY_EXISTS":
-                return
-            raise LabError(f"Creating topic {name!r} failed: {error.str()}") from None
+        for attempt in (1, 2):
+            future = self.admin().create_topics(
+                [NewTopic(name, partitions, replication_factor, config=config or {})],
+                request_timeout=30,
+            )[name]
+            try:
+                future.result()
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.name() == "TOPIC_ALREADY_EXISTS" and (exist_ok or attempt == 2):
+                    if exist_ok:
+                        return
+                    break  # the first attempt created it, then timed out waiting for the reply
+                if attempt == 1 and error.code() == KafkaError._TIMED_OUT:
+                    # "Failed while waiting for controller": a long-lived client can stay stuck
+                    # after the whole lab restarts, while a new one finds the controller at once.
+                    self.reset_clients()
+                    continue
+                raise LabError(f"Creating topic {name!r} failed: {error.str()}") from None
         health.wait_for(
             f"topic {name!r} to appear in the metadata",
             lambda: all(self._has_leaders(c, name, partitions) for c in self._broker_admins()),
