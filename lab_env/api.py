@@ -191,12 +191,8 @@ class Lab:
         config: dict[str, str] | None = None,
         exist_ok: bool = False,
     ) -> None:
-        """Create a topic and wait until every broker can serve it.
-
-        CreateTopics returns once the controller has committed the topic; each broker learns of
-        it a moment later. Waiting until every broker's metadata shows a leader for every
-        partition spares the next call (to whichever broker) an UNKNOWN_TOPIC_OR_PART.
-        """
+        """Create a topic and wait until the lab's clients see a leader for every partition
+        (``wait_for_topic``)."""
         for attempt in (1, 2):
             future = self.admin().create_topics(
                 [NewTopic(name, partitions, replication_factor, config=config or {})],
@@ -217,17 +213,34 @@ class Lab:
                     self.reset_clients()
                     continue
                 raise LabError(f"Creating topic {name!r} failed: {error.str()}") from None
+        self.wait_for_topic(name, partitions)
+
+    def wait_for_topic(self, name: str, partitions: int, timeout: float = 30.0) -> None:
+        """Wait until ``lab.admin()`` and one client bootstrapped to each broker all show a
+        leader for each of ``partitions`` partitions of ``name``.
+
+        CreateTopics returns once the controller has committed the topic; each broker applies
+        it a moment later, and until then answers a metadata request for it with
+        UNKNOWN_TOPIC_OR_PART. librdkafka sends a client's metadata requests to a broker it
+        already talks to, so ``lab.admin()`` may ask a broker the other clients did not (seen
+        after `lab up`: lesson 02's warm-up then found no partition to write to). Producers
+        and consumers wait for a topic's metadata themselves; code reading
+        ``list_topics(...).partitions`` does not, hence ``lab.admin()`` is waited for too.
+        """
         health.wait_for(
             f"topic {name!r} to appear in the metadata",
-            lambda: all(self._has_leaders(c, name, partitions) for c in self._broker_admins()),
-            timeout=30,
+            lambda: all(
+                self._has_leaders(c, name, partitions)
+                for c in (self.admin(), *self._broker_admins())
+            ),
+            timeout=timeout,
             interval=0.1,
         )
 
     def _broker_admins(self) -> list[AdminClient]:
-        """One admin client per broker, bootstrapped to that broker alone: with librdkafka's
-        sparse connections its metadata requests go to that broker, so together they show
-        whether every broker has applied a change (brokers apply metadata asynchronously)."""
+        """One admin client per broker, bootstrapped to that broker alone. Each keeps asking
+        the broker it first settled on, which is not always its bootstrap broker (measured:
+        three of them asked brokers 2, 2 and 3), so they widen the check, not complete it."""
         if self._per_broker is None:
             self._per_broker = [
                 AdminClient(self.client_config({"bootstrap.servers": f"{b.host}:{b.port}"}))

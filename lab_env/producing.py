@@ -170,19 +170,52 @@ class Stats:
 WARM_UP_KEY = "warm-up"
 
 
-def warm_partitions(lab: Lab, topic: str) -> int:
+def warm_partitions(lab: Lab, topic: str, timeout: float = 30.0) -> int:
     """Write one small ``acks=all`` record (key WARM_UP_KEY) to every partition of ``topic``.
 
     The first ``acks=all`` write to a new partition waits while its followers start fetching
     it (up to a second on this lab); a measurement on a fresh topic would charge that wait to
     whatever it measures first. Returns the number of records written (one per partition).
+
+    Every delivery report is read. A warm-up record whose report carries an error is written
+    again until ``timeout``, then a LabError names the partition and the error: a warm-up that
+    failed unnoticed once let lesson 02's first measured record take offset 0, not 1.
     """
-    partitions = lab.admin().list_topics(topic, timeout=10).topics[topic].partitions
+    metadata = lab.admin().list_topics(topic, timeout=10).topics[topic]
+    if metadata.error is not None or not metadata.partitions:
+        why = metadata.error.str() if metadata.error is not None else "no partitions"
+        raise LabError(f"{topic!r} is not in the cluster's metadata ({why}).")
+    partitions = sorted(metadata.partitions)
+    written: set[int] = set()
+    failed: dict[int, str] = {}
+
+    def report(err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            written.add(msg.partition())
+        else:
+            failed[msg.partition()] = err.name()
+
     producer = lab.producer({"acks": "all"})
-    for partition in partitions:
-        producer.produce(topic, key=WARM_UP_KEY, value=b"warm-up", partition=partition)
-    if producer.flush(30):
-        raise LabError(f"could not write the warm-up records to {topic!r}: see `lab status`.")
+    deadline = time.monotonic() + timeout
+    to_write = partitions
+    while True:
+        failed.clear()
+        for partition in to_write:
+            producer.produce(
+                topic, key=WARM_UP_KEY, value=b"warm-up", partition=partition, on_delivery=report
+            )
+        in_flight = producer.flush(max(deadline - time.monotonic(), 0.1))
+        if in_flight or not failed or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)  # only refused records are written again: none can land twice
+        to_write = sorted(failed)
+    missing = [p for p in partitions if p not in written]
+    if missing:
+        why = ", ".join(f"partition {p}: {failed.get(p, 'no report')}" for p in missing)
+        raise LabError(
+            f"could not write the warm-up records to {topic!r} in {timeout:.0f} s ({why}):"
+            " see `lab status`."
+        )
     return len(partitions)
 
 

@@ -195,7 +195,7 @@ def create_topic_on(
     lab: Lab, name: str, assignment: list[list[int]], config: dict[str, str] | None = None
 ) -> None:
     """Create a topic whose partition ``i`` lives on the brokers ``assignment[i]`` (the first is
-    its preferred leader), and wait until every broker serves it.
+    its preferred leader), and wait until the lab's clients see it (``Lab.wait_for_topic``).
 
     ``lab.create_topic`` lets the controller place replicas; a demonstration that kills one
     broker needs to know which partitions live on it.
@@ -205,12 +205,7 @@ def create_topic_on(
         lab.admin().create_topics([topic], request_timeout=30)[name].result()
     except KafkaException as exc:
         raise LabError(f"Creating topic {name!r} failed: {exc.args[0].str()}") from None
-    health.wait_for(
-        f"topic {name!r} to appear in the metadata",
-        lambda: all(lab._has_leaders(c, name, len(assignment)) for c in lab._broker_admins()),
-        timeout=30,
-        interval=0.1,
-    )
+    lab.wait_for_topic(name, len(assignment))
 
 
 def broker_config(lab: Lab, node: int, names: Iterable[str]) -> Table:

@@ -3,6 +3,7 @@ stored bytes and producer state, and a paused follower forces retries (and is al
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ import pytest
 
 from lab_env.api import Lab
 from lab_env.embedded import EmbeddedLab
+from lab_env.errors import LabError
 from lab_env.producing import (
     WARM_UP_KEY,
     Stats,
@@ -97,3 +99,14 @@ def test_warm_partitions_writes_one_record_per_partition(
     records = read_all(lab, topic)
     assert sorted(r["partition"] for r in records) == [0, 1, 2]
     assert {r["key"] for r in records} == {WARM_UP_KEY}
+
+
+def test_warm_partitions_names_the_error_of_a_refused_partition(lab: Lab) -> None:
+    topic = lab.topic(f"it.warm-refused.{uuid.uuid4().hex[:6]}")
+    lab.create_topic(topic, 1, config={"max.message.bytes": "16"})  # the record is larger
+    try:
+        with pytest.raises(LabError, match="partition 0: MSG_SIZE_TOO_LARGE"):
+            warm_partitions(lab, topic, timeout=3)
+        assert read_all(lab, topic) == []
+    finally:
+        lab.delete_topic(topic)
