@@ -20,13 +20,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer
+
 from lab_env import fulfilment_events as ev
 from lab_env import fulfilment_services as fs
 from lab_env import health, schemas
 from lab_env.api import Lab
 from lab_env.errors import LabError
 from lab_env.processes import STOPPED, Registry
-from lab_env.records import read_all
 
 SERVICES = ("inventory", "payment", "shipping", "order")
 
@@ -81,6 +82,8 @@ class Pipeline:
         self.procs = Registry(self.workdir / "run")
         self.codec = fs.Codec(lab)
         self._topics_ready = False
+        self._terminal: Consumer | None = None  # ended()'s reader, created on first use
+        self._ended: set[tuple[str, int, int]] = set()
 
     def ensure_topics(self) -> None:
         """Create the pipeline's topics (once; those that exist are kept)."""
@@ -196,10 +199,23 @@ class Pipeline:
         return fs.place_orders(self.lab, orders, self.prefix, self.codec)
 
     def ended(self) -> int:
-        """How many terminal events are committed (one per order in a correct run)."""
-        return sum(
-            len(read_all(self.lab, self.prefix + t, decode=False, timeout=60)) for t in ev.TERMINAL
-        )
+        """How many terminal events are committed so far (one per order in a correct run).
+
+        One ``read_committed`` reader keeps its position across calls, so a caller polling
+        this reads each event once instead of every terminal topic each time. It may trail
+        the brokers by a fetch: poll it, do not take one call as the final count.
+        """
+        if self._terminal is None:
+            self.ensure_topics()
+            group = self.lab.group(f"{self.prefix}ended-{uuid.uuid4().hex[:6]}")
+            self._terminal = fs.reader(self.lab, group, self.prefix, ev.TERMINAL)
+        deadline = time.monotonic() + 5  # bounded even while events keep arriving
+        while time.monotonic() < deadline and (batch := self._terminal.consume(1000, timeout=0.2)):
+            # one log entry counts once, even if a leader change hands it over again
+            self._ended.update(
+                (m.topic(), m.partition(), m.offset()) for m in batch if m.error() is None
+            )
+        return len(self._ended)
 
     def settle(self, expected: int, timeout: float = 120) -> dict[str, list[dict[str, Any]]]:
         """Wait (bounded) until ``expected`` orders have ended; every event, decoded. An
@@ -214,17 +230,16 @@ class Pipeline:
     # -- the end -----------------------------------------------------------------------------
 
     def stop_all(self) -> list[str]:
-        names = [instance_name(s, i) for s, i in self.running()]
-        for name in names:
-            self.procs.signal(name, signal.SIGTERM)
-        for name in names:
-            self.procs.stop(name, timeout=30)
-        return names
+        """Stop every instance (all receive SIGTERM at once; each finishes its batch)."""
+        return self.procs.stop_all(timeout=30)
 
     def close(self, delete: bool = True) -> None:
         """Stop every instance; with ``delete``, delete the pipeline's topics, subjects and
         groups too."""
         self.stop_all()
+        if self._terminal is not None:
+            self._terminal.close()
+            self._terminal = None
         if not delete:
             return
         topics = [self.prefix + t for t in (*ev.EVENT_TOPICS, ev.DEAD_LETTER, fs.STOCK)]

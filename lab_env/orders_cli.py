@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import signal
 import sys
 import time
 from pathlib import Path
@@ -67,16 +66,11 @@ def stop_every_pipeline(home: Path, timeout: float = 30) -> list[str]:
     """Stop the instances of every pipeline ``lab orders`` started under ``home`` (``lab down``
     does, before it stops the brokers they would otherwise keep retrying): their names, as
     ``<pipeline>/<service>-<instance>``."""
-    stopped = []
-    for run_dir in sorted((home / "orders").glob("*/run")):
-        procs = Registry(run_dir)
-        live = [r.name for r in procs.all() if procs.live(r.name) is not None]
-        for name in live:
-            procs.signal(name, signal.SIGTERM)  # all at once: each finishes its batch
-        for name in live:
-            procs.stop(name, timeout)
-            stopped.append(f"{run_dir.parent.name}/{name}")
-    return stopped
+    return [
+        f"{run_dir.parent.name}/{name}"
+        for run_dir in sorted((home / "orders").glob("*/run"))
+        for name in Registry(run_dir).stop_all(timeout)
+    ]
 
 
 def cmd_down(args: argparse.Namespace) -> int:

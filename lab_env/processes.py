@@ -167,6 +167,16 @@ class Registry:
         self.forget(name)
         return True
 
+    def stop_all(self, timeout: float = 30.0) -> list[str]:
+        """Stop every live process at once: SIGTERM to all first, so each finishes its work
+        in parallel, then ``stop`` each. Returns their names."""
+        names = [r.name for r in self.all() if self.live(r.name) is not None]
+        for name in names:
+            self.signal(name, signal.SIGTERM)
+        for name in names:
+            self.stop(name, timeout)
+        return names
+
 
 def _wait_stopped(record: ProcessRecord, timeout: float) -> bool:
     """Poll until the process is gone. Not ``psutil.wait()``: a process that another Python
