@@ -453,43 +453,36 @@ class Scenario:
 # -- what every check requires of the worker's clients ---------------------------------------------
 
 
-def _raise_check_errors(*workers: LearnerThread) -> None:
+def raise_check_errors(*workers: LearnerThread) -> None:
+    """Re-raise the first LabCheckError a learner's thread met (a check hook refused a call)."""
     for worker in workers:
         if isinstance(worker.error, LabCheckError):
             raise worker.error
 
 
-def _require_transactional_producer(clients: WorkerLab, scenario: Scenario) -> None:
+def require_transactional_id(clients: WorkerLab, function: str, expected: str, named: str) -> None:
+    """``function`` made a transactional producer, and only with ``expected`` (``named`` says
+    where the learner's code gets that id)."""
     transactional = [p for p in clients.producers if p.transactional]
     require(
         transactional,
-        "run_worker created no transactional producer: create it with "
-        "lab.producer({'transactional.id': transactional_id}) (the lab passed to run_worker) "
-        "and call producer.init_transactions() before the first transaction.",
+        f"{function} created no transactional producer: create it with "
+        f"lab.producer({{'transactional.id': {named}, ...}}) (the lab passed to {function}) and "
+        "call producer.init_transactions() before the first transaction.",
     )
     ids = {str(p.config["transactional.id"]) for p in transactional}
     require(
-        ids == {scenario.transactional_id},
-        f"the producer's transactional.id is {sorted(ids)}, not the transactional_id argument "
-        f"{scenario.transactional_id!r}: a restarted worker must reuse the same id, so that "
-        "init_transactions() fences the old instance and aborts its open transaction.",
+        ids == {expected},
+        f"the producer's transactional.id is {sorted(ids)}, not {expected!r} ({named}): a "
+        "restarted instance must reuse the same id, so that init_transactions() fences the old "
+        "one and aborts its open transaction.",
     )
 
 
-def _require_started(worker: WorkerThread, clients: WorkerLab, scenario: Scenario) -> None:
-    """What can be told once the worker has run a little: a crash before its first transaction,
-    or no transactional producer."""
-    _raise_check_errors(worker)
-    crashed = worker.error is not None and not isinstance(worker.error, InjectedFailure)
-    require(
-        not (crashed and not any(p.transactional for p in clients.producers)),
-        f"run_worker raised {describe(worker.error)} before its first transaction.",
-    )
-    _require_transactional_producer(clients, scenario)
-
-
-def _require_clients(clients: WorkerLab, scenario: Scenario) -> None:
-    _require_transactional_producer(clients, scenario)
+def require_offsets_in_transactions(clients: WorkerLab, function: str) -> None:
+    """The consumer side of a consume-transform-produce loop: init_transactions() called, a
+    consumer made through the lab, auto-commit off and no commit(): the offsets go in the
+    transaction."""
     require(
         all(p.calls["init_transactions"] for p in clients.producers if p.transactional),
         "call producer.init_transactions() once, before begin_transaction(): it registers the "
@@ -497,8 +490,8 @@ def _require_clients(clients: WorkerLab, scenario: Scenario) -> None:
     )
     require(
         clients.consumers,
-        "run_worker created no consumer through the lab it was given: use "
-        "lab.consumer(group_id, {...}) so the check can run it.",
+        f"{function} created no consumer through the lab it was given: use "
+        "lab.consumer(group, {...}) so the check can run it.",
     )
     for consumer in clients.consumers:
         auto = str(consumer.learner.get("enable.auto.commit", True)).lower()
@@ -510,10 +503,33 @@ def _require_clients(clients: WorkerLab, scenario: Scenario) -> None:
         )
     require(
         sum(c.commits for c in clients.consumers) == 0,
-        "the worker called consumer.commit(): offsets committed outside the transaction commit "
+        f"{function} called consumer.commit(): offsets committed outside the transaction commit "
         "even when the output aborts. Send them with producer.send_offsets_to_transaction() "
         "instead.",
     )
+
+
+def _require_transactional_producer(clients: WorkerLab, scenario: Scenario) -> None:
+    require_transactional_id(
+        clients, "run_worker", scenario.transactional_id, "the transactional_id argument"
+    )
+
+
+def _require_started(worker: WorkerThread, clients: WorkerLab, scenario: Scenario) -> None:
+    """What can be told once the worker has run a little: a crash before its first transaction,
+    or no transactional producer."""
+    raise_check_errors(worker)
+    crashed = worker.error is not None and not isinstance(worker.error, InjectedFailure)
+    require(
+        not (crashed and not any(p.transactional for p in clients.producers)),
+        f"run_worker raised {describe(worker.error)} before its first transaction.",
+    )
+    _require_transactional_producer(clients, scenario)
+
+
+def _require_clients(clients: WorkerLab, scenario: Scenario) -> None:
+    _require_transactional_producer(clients, scenario)
+    require_offsets_in_transactions(clients, "run_worker")
 
 
 def _require_transactions_used(clients: WorkerLab, hook: FailHook) -> None:
@@ -591,7 +607,7 @@ def check_abort_path(lab: Lab, run_worker: Worker, records: int = RECORDS) -> No
         finally:
             stuck = _stop_all([worker], [hook])
         _require_stopped(stuck)
-        _raise_check_errors(worker)
+        raise_check_errors(worker)
         _require_clients(clients, scenario)
         aborts = clients.calls("abort_transaction")
         require(
@@ -655,7 +671,7 @@ def check_crash_recovery(lab: Lab, run_worker: Worker, records: int = RECORDS) -
         finally:
             stuck = _stop_all(workers, [frozen_hook, replacement_hook])
         _require_stopped(stuck)
-        _raise_check_errors(*workers)
+        raise_check_errors(*workers)
         _require_clients(clients, scenario)
         require(
             frozen,

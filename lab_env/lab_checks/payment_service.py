@@ -56,6 +56,9 @@ from lab_env.lab_checks.exactly_once import (
     WorkerLab,
     _Producer,
     describe,
+    raise_check_errors,
+    require_offsets_in_transactions,
+    require_transactional_id,
 )
 from lab_env.records import read_all
 
@@ -286,65 +289,27 @@ class Run:
 # -- what the check requires -----------------------------------------------------------------------
 
 
-def _raise_check_errors(run: Run) -> None:
-    for instance in run.instances:
-        if isinstance(instance.error, LabCheckError):
-            raise instance.error
-
-
 def _require_clients(run: Run) -> None:
     clients, prefix = run.clients, run.prefix
     first = run.instances[0]
-    transactional = [p for p in clients.producers if p.transactional]
     require(
-        transactional or first.error is None,
+        any(p.transactional for p in clients.producers) or first.error is None,
         f"payment_loop raised {describe(first.error)} before its first transaction.",
     )
-    require(
-        transactional,
-        "payment_loop created no transactional producer: create it with "
-        "lab.producer({'transactional.id': member, ...}) and call init_transactions() before "
-        "the first transaction.",
-    )
-    ids = {str(p.config["transactional.id"]) for p in transactional}
-    require(
-        ids == {member(prefix, "1")},
-        f"the producer's transactional.id is {sorted(ids)}, not {member(prefix, '1')!r} "
-        "(member): a restarted instance must reuse its id, so that init_transactions() fences "
-        "the old one and aborts its open transaction.",
-    )
-    require(
-        all(p.calls["init_transactions"] for p in transactional),
-        "call producer.init_transactions() once, before the first begin_transaction().",
-    )
-    require(
-        clients.consumers,
-        "payment_loop created no consumer through the lab it was given: use "
-        "lab.consumer(group, {...}).",
-    )
+    require_transactional_id(clients, "payment_loop", member(prefix, "1"), "member")
+    require_offsets_in_transactions(clients, "payment_loop")
     for consumer in clients.consumers:
-        settings = consumer.learner
         require(
             consumer.config["group.id"] == group(prefix),
             f"the consumer's group is {consumer.config['group.id']!r}, not {group(prefix)!r} "
             "(group): every payment instance shares one group, so they share the partitions.",
         )
         require(
-            str(settings.get("enable.auto.commit", True)).lower() == "false",
-            "the consumer has enable.auto.commit on (librdkafka's default): it commits offsets "
-            "outside any transaction. Pass {'enable.auto.commit': False}.",
-        )
-        require(
-            settings.get("isolation.level") == "read_committed",
+            consumer.learner.get("isolation.level") == "read_committed",
             "the consumer must read with isolation.level=read_committed: inventory writes "
             "inventory.reserved in transactions, and an aborted one's reservations never "
             "happened.",
         )
-    require(
-        sum(c.commits for c in clients.consumers) == 0,
-        "payment_loop called consumer.commit(): offsets committed outside the transaction "
-        "commit even when its events abort. Send them with send_offsets_to_transaction().",
-    )
 
 
 def _require_abort_path(run: Run) -> None:
@@ -445,7 +410,7 @@ def _drive(run: Run, payment_loop: Function) -> tuple[bool, bool]:
         time.sleep(0.2)
     run.pipeline.place(run.orders[quarter:half])
     first_wave = run.wait_ended(half, first)
-    _raise_check_errors(run)
+    raise_check_errors(*run.instances)
     _require_clients(run)
     _require_abort_path(run)
     run.write_malformed()  # after the first wave: the aborted first batch holds orders
@@ -482,7 +447,7 @@ def check_payment_service(lab: Lab, payment_loop: Function, orders: int = ORDERS
         f"payment_loop did not return within {STOP_S:.0f} s after stop.set(): check "
         "stop.is_set() in the loop and keep every blocking call short.",
     )
-    _raise_check_errors(run)
+    raise_check_errors(*run.instances)
     _require_clients(run)
     _require_abort_path(run)
     require(
