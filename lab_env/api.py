@@ -193,26 +193,24 @@ class Lab:
     ) -> None:
         """Create a topic and wait until the lab's clients see a leader for every partition
         (``wait_for_topic``)."""
+        topic = NewTopic(name, partitions, replication_factor, config=config or {})
         for attempt in (1, 2):
-            future = self.admin().create_topics(
-                [NewTopic(name, partitions, replication_factor, config=config or {})],
-                request_timeout=30,
-            )[name]
             try:
-                future.result()
+                self.admin().create_topics([topic], request_timeout=30)[name].result()
                 break
             except KafkaException as exc:
                 error = exc.args[0]
-                if error.name() == "TOPIC_ALREADY_EXISTS" and (exist_ok or attempt == 2):
-                    if exist_ok:
-                        return
+            if error.name() == "TOPIC_ALREADY_EXISTS":
+                if exist_ok:
+                    return
+                if attempt == 2:
                     break  # the first attempt created it, then timed out waiting for the reply
-                if attempt == 1 and error.code() == KafkaError._TIMED_OUT:
-                    # "Failed while waiting for controller": a long-lived client can stay stuck
-                    # after the whole lab restarts, while a new one finds the controller at once.
-                    self.reset_clients()
-                    continue
-                raise LabError(f"Creating topic {name!r} failed: {error.str()}") from None
+            elif attempt == 1 and error.code() == KafkaError._TIMED_OUT:
+                # "Failed while waiting for controller": a long-lived client can stay stuck
+                # after the whole lab restarts, while a new one finds the controller at once.
+                self.reset_clients()
+                continue
+            raise LabError(f"Creating topic {name!r} failed: {error.str()}") from None
         self.wait_for_topic(name, partitions)
 
     def wait_for_topic(self, name: str, partitions: int, timeout: float = 30.0) -> None:
