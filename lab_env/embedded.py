@@ -187,7 +187,8 @@ class EmbeddedLab:
         }
 
     def wait_healthy(self, report: Report, timeout: float, prometheus: bool) -> None:
-        """Brokers registered, one quorum leader, registry answering, every scrape target up."""
+        """Brokers registered, one quorum leader, the registry serving its replayed journal, every
+        scrape target up."""
         names = [n.name for n in self.nodes.values()]
         client = health.admin(self.cfg)
         view = health.wait_for(
@@ -218,8 +219,8 @@ class EmbeddedLab:
             lambda: self._node_failure(names),
         )
         health.wait_for(
-            "the schema registry",
-            lambda: registry.answering(self.cfg),
+            "the schema registry to read back its journal",
+            lambda: registry.replayed(self.cfg),
             timeout,
             lambda: self._node_failure([REGISTRY]),
         )
@@ -362,9 +363,7 @@ class EmbeddedLab:
             "quorum_leader": health.quorum_leader(self.cfg, node_ids) if node_ids else None,
             "brokers": view.brokers if view else [],
             "under_replicated_partitions": view.under_replicated if view else None,
-            "registry": "answering"
-            if REGISTRY in running and registry.answering(self.cfg)
-            else "down",
+            "registry": registry.state(self.cfg) if REGISTRY in running else "down",
             "prometheus": (
                 "not installed"
                 if not prom

@@ -48,6 +48,30 @@ def answering(cfg: LabConfig, timeout: float = 2.0) -> bool:
         return False
 
 
+def replayed(cfg: LabConfig, timeout: float = 2.0) -> bool:
+    """Whether the registry has rebuilt its state from the journal, not only opened its port.
+
+    Apicurio serves HTTP a few seconds before its kafkasql storage has read the journal back: in
+    that window ``/subjects`` answers 200 with none of the subjects registered before ``lab down``.
+    Its readiness check (``/health/ready`` on the management port) turns UP only once the storage
+    has read its own bootstrap marker, written after everything already in the journal.
+    """
+    url = f"http://{cfg.host}:{cfg.ports.registry_management}/health/ready"
+    try:
+        ready = requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+    return ready and answering(cfg, timeout)
+
+
+def state(cfg: LabConfig) -> str:
+    """``answering``, ``reading back its journal`` (port open, state not rebuilt yet) or
+    ``down``."""
+    if replayed(cfg):
+        return "answering"
+    return "reading back its journal" if answering(cfg) else "down"
+
+
 def ensure_default_compatibility(cfg: LabConfig) -> str:
     """Give the registry Confluent's default (BACKWARD) unless a global level was chosen already."""
     url = f"{cfg.registry()}/config"
