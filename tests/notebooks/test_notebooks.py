@@ -176,26 +176,45 @@ def test_lesson_marks_a_deterministic_output(path: Path) -> None:
     assert marked, f"{label(path)}: mark a cell that prints deterministic facts with {NBVAL_MARK}"
 
 
+# One nbval run per lesson: a run over all twelve came near the suite's 600 s per-test limit
+# here and passed it on a slower CI machine. These bounds leave room for executing a missing copy
+# first and still end with nbval's own report rather than pytest-timeout's stack dump.
+NBVAL_TIMEOUT = 900
+
+
 @pytest.mark.cluster
-def test_lessons_reproduce_their_checked_outputs(lab: Lab) -> None:
-    """nbval, lax mode, over the executed lessons: every cell runs again without error, and each
+@pytest.mark.timeout(NBVAL_TIMEOUT + 300)
+@pytest.mark.parametrize("path", LESSONS, ids=label)
+def test_lesson_reproduces_its_checked_outputs(lab: Lab, path: Path) -> None:
+    """nbval, lax mode, over one executed lesson: every cell runs again without error, and each
     cell marked ``# NBVAL_CHECK_OUTPUT`` prints what it printed the first time.
 
     The lessons are stored without outputs, so nbval compares against the papermill-executed
-    copies (CI sizes injected), which test_runs_headless leaves in test-artifacts/; a copy that
-    is missing or older than its lesson is executed first.
+    copy (CI sizes injected), which test_runs_headless leaves in test-artifacts/; a copy that is
+    missing or older than its lesson is executed first.
     """
-    copies = []
-    for path in LESSONS:
-        out = ARTIFACTS / path.parent.name / path.name
-        if not out.exists() or out.stat().st_mtime < path.stat().st_mtime:
-            execute(path)
-        copies.append(str(out))
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", *copies],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    out = ARTIFACTS / path.parent.name / path.name
+    if not out.exists() or out.stat().st_mtime < path.stat().st_mtime:
+        execute(path)
+    command = [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q"]
+    command += ["-o", "addopts="]  # no per-cell durations ahead of nbval's report
+    try:
+        result = subprocess.run(
+            [*command, str(out)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=NBVAL_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as stopped:
+        pytest.fail(
+            f"nbval over {label(path)} did not end within {NBVAL_TIMEOUT} s:\n"
+            f"{_text(stopped.stdout)[-6000:]}{_text(stopped.stderr)[-2000:]}"
+        )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
