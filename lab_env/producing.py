@@ -177,9 +177,10 @@ def warm_partitions(lab: Lab, topic: str, timeout: float = 30.0) -> int:
     it (up to a second on this lab); a measurement on a fresh topic would charge that wait to
     whatever it measures first. Returns the number of records written (one per partition).
 
-    Every delivery report is read. A warm-up record whose report carries an error is written
-    again until ``timeout``, then a LabError names the partition and the error: a warm-up that
-    failed unnoticed once let lesson 02's first measured record take offset 0, not 1.
+    Every delivery report is read. A warm-up record refused with a retriable error is written
+    again until ``timeout``; a non-retriable error, or the deadline, ends in a LabError that names
+    the partition and the error. A warm-up that failed unnoticed once let lesson 02's first
+    measured record take offset 0, not 1.
     """
     metadata = lab.admin().list_topics(topic, timeout=10).topics[topic]
     if metadata.error is not None or not metadata.partitions:
@@ -187,13 +188,13 @@ def warm_partitions(lab: Lab, topic: str, timeout: float = 30.0) -> int:
         raise LabError(f"{topic!r} is not in the cluster's metadata ({why}).")
     partitions = sorted(metadata.partitions)
     written: set[int] = set()
-    failed: dict[int, str] = {}
+    failed: dict[int, KafkaError] = {}
 
     def report(err: KafkaError | None, msg: Message) -> None:
         if err is None:
             written.add(msg.partition())
         else:
-            failed[msg.partition()] = err.name()
+            failed[msg.partition()] = err
 
     producer = lab.producer({"acks": "all"})
     deadline = time.monotonic() + timeout
@@ -205,16 +206,18 @@ def warm_partitions(lab: Lab, topic: str, timeout: float = 30.0) -> int:
                 topic, key=WARM_UP_KEY, value=b"warm-up", partition=partition, on_delivery=report
             )
         in_flight = producer.flush(max(deadline - time.monotonic(), 0.1))
-        if in_flight or not failed or time.monotonic() >= deadline:
+        hopeless = any(not err.retriable() for err in failed.values())
+        if in_flight or not failed or hopeless or time.monotonic() >= deadline:
             break
         time.sleep(0.5)  # only refused records are written again: none can land twice
         to_write = sorted(failed)
     missing = [p for p in partitions if p not in written]
     if missing:
-        why = ", ".join(f"partition {p}: {failed.get(p, 'no report')}" for p in missing)
+        why = ", ".join(
+            f"partition {p}: {failed[p].name() if p in failed else 'no report'}" for p in missing
+        )
         raise LabError(
-            f"could not write the warm-up records to {topic!r} in {timeout:.0f} s ({why}):"
-            " see `lab status`."
+            f"could not write the warm-up records to {topic!r} ({why}): see `lab status`."
         )
     return len(partitions)
 
