@@ -18,12 +18,26 @@ moves. Asking needs DESCRIBE on the group and the topic, as the admin call does.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 TIMEOUT_S = 10.0
+
+# The group's coordinator is the leader of its __consumer_offsets partition, and it moves when
+# that leader does: a broker stops, or the preferred-leader election after it is back moves the
+# leader home. A request already sent to the old coordinator gets one of these; librdkafka hands
+# it to the caller (seen by lesson 11 a minute after lesson 07 restarted a broker), and asking
+# again finds the new coordinator.
+COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
 
 
 class Cluster(Protocol):
@@ -50,17 +64,33 @@ def committed(
     None where the group has committed nothing (or does not exist).
 
     ``client`` is the lab (anything with ``client_config()``) or a client configuration.
-    Raises KafkaException when the coordinator does not answer within ``timeout`` or refuses
+    A coordinator that is moving (COORDINATOR_MOVING) is asked again until ``timeout``. Raises
+    KafkaException when the coordinator does not answer within ``timeout`` or refuses
     (GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED).
     """
     wanted = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
     if not wanted:
         return {}
+    deadline = time.monotonic() + timeout
     reader = _reader(client, group)
     try:
-        answer = reader.committed(wanted, timeout=timeout)
+        while True:
+            try:
+                return _offsets(reader.committed(wanted, timeout=_left(deadline)))
+            except KafkaException as e:
+                code = e.args[0].code() if e.args and isinstance(e.args[0], KafkaError) else None
+                if code not in COORDINATOR_MOVING or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.1)
     finally:
         reader.close()
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.1)
+
+
+def _offsets(answer: list[TopicPartition]) -> dict[tuple[str, int], int | None]:
     out: dict[tuple[str, int], int | None] = {}
     for tp in answer:
         if tp.error is not None:
