@@ -182,11 +182,8 @@ def warm_partitions(lab: Lab, topic: str, timeout: float = 30.0) -> int:
     the partition and the error. A warm-up that failed unnoticed once let lesson 02's first
     measured record take offset 0, not 1.
     """
-    metadata = lab.admin().list_topics(topic, timeout=10).topics[topic]
-    if metadata.error is not None or not metadata.partitions:
-        why = metadata.error.str() if metadata.error is not None else "no partitions"
-        raise LabError(f"{topic!r} is not in the cluster's metadata ({why}).")
-    partitions = sorted(metadata.partitions)
+    deadline = time.monotonic() + timeout
+    partitions = _partitions_of(lab, topic, deadline)
     written: set[int] = set()
     failed: dict[int, KafkaError] = {}
 
@@ -197,7 +194,6 @@ def warm_partitions(lab: Lab, topic: str, timeout: float = 30.0) -> int:
             failed[msg.partition()] = err
 
     producer = lab.producer({"acks": "all"})
-    deadline = time.monotonic() + timeout
     to_write = partitions
     while True:
         failed.clear()
@@ -220,6 +216,24 @@ def warm_partitions(lab: Lab, topic: str, timeout: float = 30.0) -> int:
             f"could not write the warm-up records to {topic!r} ({why}): see `lab status`."
         )
     return len(partitions)
+
+
+def _partitions_of(lab: Lab, topic: str, deadline: float) -> list[int]:
+    """``topic``'s partitions, asked again until ``deadline`` while the answer has none.
+
+    Each broker applies a new topic a moment after the controller commits it, and librdkafka
+    may send the next metadata request to a broker that has not: once, right after
+    ``create_topic`` had seen the topic through this very client, the next request got
+    UNKNOWN_TOPIC_OR_PART.
+    """
+    while True:
+        metadata = lab.admin().list_topics(topic, timeout=10).topics[topic]
+        if metadata.error is None and metadata.partitions:
+            return sorted(metadata.partitions)
+        if time.monotonic() >= deadline:
+            why = metadata.error.str() if metadata.error is not None else "no partitions"
+            raise LabError(f"{topic!r} is not in the cluster's metadata ({why}).")
+        time.sleep(0.2)
 
 
 def warm_up(producer: Producer, topic: str, stats: Stats, timeout: float = 10.0) -> None:
