@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from lab_env.api import Lab
@@ -359,11 +359,28 @@ def group_members(lab: Lab, group: str) -> list[dict[str, Any]]:
 # committed_offsets(lab, group, topic, partitions) is group_offsets.committed_on, re-exported.
 
 
-def end_offsets(lab: Lab, topic: str, partitions: int) -> dict[int, int]:
-    """Each partition's high watermark: the offset the next record will get."""
+# list_offsets first asks the metadata for the partitions' leaders. A broker that has not yet
+# applied a new topic answers with none, and librdkafka fails the whole request with _NOENT
+# ("No leaders found"): seen once in a clean-clone proof, right after a test created its topic.
+NO_LEADERS_YET = frozenset(
+    {KafkaError._NOENT, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE}
+)
+
+
+def end_offsets(lab: Lab, topic: str, partitions: int, timeout: float = 10.0) -> dict[int, int]:
+    """Each partition's high watermark: the offset the next record will get. Asked again until
+    ``timeout`` while the metadata shows no leaders (NO_LEADERS_YET)."""
     request = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}
-    futures = lab.admin().list_offsets(request, request_timeout=10)
-    return {tp.partition: future.result().offset for tp, future in futures.items()}
+    deadline = time.monotonic() + timeout
+    while True:
+        futures = lab.admin().list_offsets(request, request_timeout=10)
+        try:
+            return {tp.partition: future.result().offset for tp, future in futures.items()}
+        except KafkaException as e:
+            code = e.args[0].code() if e.args and isinstance(e.args[0], KafkaError) else None
+            if code not in NO_LEADERS_YET or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.2)
 
 
 def lag(lab: Lab, group: str, topic: str, partitions: int) -> list[dict[str, Any]]:
