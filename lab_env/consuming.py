@@ -31,6 +31,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
+from lab_env import kafka_retry
 from lab_env.api import Lab
 from lab_env.errors import LabError
 from lab_env.group_offsets import committed_on as committed_offsets
@@ -371,16 +372,12 @@ def end_offsets(lab: Lab, topic: str, partitions: int, timeout: float = 10.0) ->
     """Each partition's high watermark: the offset the next record will get. Asked again until
     ``timeout`` while the metadata shows no leaders (NO_LEADERS_YET)."""
     request = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ask() -> dict[int, int]:
         futures = lab.admin().list_offsets(request, request_timeout=10)
-        try:
-            return {tp.partition: future.result().offset for tp, future in futures.items()}
-        except KafkaException as e:
-            code = e.args[0].code() if e.args and isinstance(e.args[0], KafkaError) else None
-            if code not in NO_LEADERS_YET or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.2)
+        return {tp.partition: future.result().offset for tp, future in futures.items()}
+
+    return kafka_retry.until(time.monotonic() + timeout, NO_LEADERS_YET, ask, interval=0.2)
 
 
 def lag(lab: Lab, group: str, topic: str, partitions: int) -> list[dict[str, Any]]:

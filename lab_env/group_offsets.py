@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from lab_env import kafka_retry
+
 TIMEOUT_S = 10.0
 
 # The group's coordinator is the leader of its __consumer_offsets partition, and it moves when
@@ -74,14 +76,12 @@ def committed(
     deadline = time.monotonic() + timeout
     reader = _reader(client, group)
     try:
-        while True:
-            try:
-                return _offsets(reader.committed(wanted, timeout=_left(deadline)))
-            except KafkaException as e:
-                code = e.args[0].code() if e.args and isinstance(e.args[0], KafkaError) else None
-                if code not in COORDINATOR_MOVING or time.monotonic() >= deadline:
-                    raise
-            time.sleep(0.1)
+        return kafka_retry.until(
+            deadline,
+            COORDINATOR_MOVING,
+            lambda: _offsets(reader.committed(wanted, timeout=_left(deadline))),
+            interval=0.1,
+        )
     finally:
         reader.close()
 
