@@ -28,10 +28,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import OffsetSpec
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from lab_env import kafka_retry
 from lab_env.api import Lab
 from lab_env.errors import LabError
 from lab_env.group_offsets import committed_on as committed_offsets
@@ -360,24 +358,21 @@ def group_members(lab: Lab, group: str) -> list[dict[str, Any]]:
 # committed_offsets(lab, group, topic, partitions) is group_offsets.committed_on, re-exported.
 
 
-# list_offsets first asks the metadata for the partitions' leaders. A broker that has not yet
-# applied a new topic answers with none, and librdkafka fails the whole request with _NOENT
-# ("No leaders found"): seen once in a clean-clone proof, right after a test created its topic.
-NO_LEADERS_YET = frozenset(
-    {KafkaError._NOENT, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE}
-)
-
-
 def end_offsets(lab: Lab, topic: str, partitions: int, timeout: float = 10.0) -> dict[int, int]:
-    """Each partition's high watermark: the offset the next record will get. Asked again until
-    ``timeout`` while the metadata shows no leaders (NO_LEADERS_YET)."""
-    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}
+    """Each partition's high watermark: the offset the next record will get.
 
-    def ask() -> dict[int, int]:
-        futures = lab.admin().list_offsets(request, request_timeout=10)
-        return {tp.partition: future.result().offset for tp, future in futures.items()}
-
-    return kafka_retry.until(time.monotonic() + timeout, NO_LEADERS_YET, ask, interval=0.2)
+    Asked by a new consumer, from each partition's leader (QueryWatermarkOffsets), not by the
+    lab's long-lived admin client: its ListOffsets failed with ``_NOENT: No leaders found`` for a
+    topic it had seen created, and kept failing for 10 s of asking again (three times in about
+    five runs of test_consumers here)."""
+    reader = Consumer(lab.client_config({"group.id": "lab-end-offsets", "log_level": 0}))
+    try:
+        return {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+            for p in range(partitions)
+        }
+    finally:
+        reader.close()
 
 
 def lag(lab: Lab, group: str, topic: str, partitions: int) -> list[dict[str, Any]]:
