@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+ROUNDS ?= 3
 
-.PHONY: help setup lab up down status doctor test lint unit integration notebooks labs bench-startup bench-produce bench-orders clean
+.PHONY: help setup setup-test lab up down status doctor check test soak lint unit integration notebooks labs bench-startup bench-produce bench-orders clean
 
 help:
 	@echo "make lab            set up, start the lab, open JupyterLab"
 	@echo "make up | down      start / stop the lab (no JupyterLab)"
-	@echo "make test           set up if needed, then lint and the whole test suite"
+	@echo "make check          lint, labs up to date, every test that needs no cluster (minutes; no lab)"
+	@echo "make test           make check, then the cluster tests, the notebooks, the disruptive tests"
+	@echo "make soak           every lesson ROUNDS times (default 3), broker restart and down/up between"
 	@echo "make labs           regenerate labs/ from solutions/"
 	@echo "make bench-startup  seconds from 'lab up' to healthy, and the stack's memory"
 	@echo "make bench-produce  the Python load generator vs kafka-producer-perf-test (lab up first)"
@@ -24,6 +28,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# The test tools are an extra (pyproject.toml); installed on top of the lab, again whenever the
+# lab's own install is redone (pyproject.toml changed).
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(TEST_STAMP)
+
+setup-test: $(TEST_STAMP)
 
 lab: setup
 	$(BIN)/lab up
@@ -41,24 +53,35 @@ status: setup
 doctor: setup
 	$(BIN)/lab doctor
 
-lint: setup
+lint: setup-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit: setup
+unit: setup-test
 	$(BIN)/pytest tests/unit
 
-integration: setup
+integration: setup-test
 	$(BIN)/pytest tests/integration
 
-notebooks: setup
+notebooks: setup-test
 	$(BIN)/pytest tests/notebooks
 
 labs: setup
 	$(BIN)/python -m lab_env.labs
 
-test: setup lint
-	$(BIN)/pytest
+# Never starts a lab: the tests that need a cluster (marked `cluster` by tests/conftest.py) are
+# left to `make test`.
+check: setup-test lint
+	$(BIN)/python -m lab_env.labs --check
+	$(BIN)/pytest -m "not cluster"
+
+# The rest, ordered by tests/conftest.py: cluster tests, then the notebooks, then the tests that
+# kill, pause or restart brokers. The session starts the lab if it is not running.
+test: check
+	$(BIN)/pytest -m cluster
+
+soak: setup-test
+	$(BIN)/python -m tests.soak --rounds $(ROUNDS)
 
 bench-startup: setup
 	$(BIN)/python -m lab_env.benchmarks.startup

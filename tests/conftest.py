@@ -1,30 +1,70 @@
 """The real lab for every test that needs one: the session starts it (or reuses a running one)
 and stops it at the end if it started it.
 
-Tests marked ``disruptive`` kill, pause or restart lab processes; they run after all others.
+Tiers: every test that needs a running cluster or a Java process is marked ``cluster`` here, so
+``pytest -m "not cluster"`` (``make check``) runs the rest in minutes and never starts a lab.
+The cluster tests run in this order: the other cluster tests, then the notebooks
+(tests/notebooks/), then the ``disruptive`` ones (they kill, pause or restart brokers, or stop
+the lab), with tests/integration/test_faults.py and test_reliability.py at the very end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaException
 
 from lab_env.api import Lab
 from lab_env.config import load_config
 from lab_env.embedded import EmbeddedLab
-from lab_env.errors import LabError
 from lab_env.processes import PAUSED
 from lab_env.producing import wait_in_sync
 
+TESTS = Path(__file__).resolve().parent
+# `isolated` (tests/integration/conftest.py) starts a second lab on free ports.
+CLUSTER_FIXTURES = frozenset({"lab", "embedded", "isolated"})
+CLUSTER_DIRS = (TESTS / "integration", TESTS / "browser")
+NOTEBOOKS = TESTS / "notebooks"
+# Whole-cluster faults (two of three nodes down, every node SIGKILLed, leaders killed): last.
+LAST = frozenset(TESTS / "integration" / name for name in ("test_faults.py", "test_reliability.py"))
 
+
+@functools.cache
+def _file(path: Path) -> Path:
+    return path.resolve()
+
+
+def needs_cluster(item: pytest.Item) -> bool:
+    return (
+        item.get_closest_marker("cluster") is not None
+        or not CLUSTER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+        or any(_file(item.path).is_relative_to(folder) for folder in CLUSTER_DIRS)
+    )
+
+
+def run_order(item: pytest.Item) -> int:
+    """0: no cluster; 1: cluster; 2: notebooks; 3: disruptive; 4: test_faults, test_reliability."""
+    if item.get_closest_marker("cluster") is None:
+        return 0
+    if _file(item.path) in LAST:
+        return 4
+    if item.get_closest_marker("disruptive") is not None:
+        return 3
+    return 2 if _file(item.path).is_relative_to(NOTEBOOKS) else 1
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    for item in items:
+        if item.get_closest_marker("cluster") is None and needs_cluster(item):
+            item.add_marker(pytest.mark.cluster)
+    items.sort(key=run_order)  # stable: collection order within each tier
 
 
 @pytest.fixture(scope="session")
@@ -70,31 +110,6 @@ def leave_the_lab_healthy(request: pytest.FixtureRequest) -> Iterator[None]:
         print(f"\n{request.node.nodeid} left {', '.join(left)} down; lab up", file=sys.stderr)
         supervisor.up(lambda m: print(f"lab up: {m}", file=sys.stderr))
         wait_in_sync(lab)
-    if "embedded" not in request.fixturenames:
-        return
-    # After a test that stopped or restarted nodes, the session's admin clients may be the stuck
-    # ones (two CI runs: after `lab down` and `lab up` every topic creation timed out "waiting
-    # for controller", and restarting the lab did not help, while the controller was active).
-    # New clients; and if the controller still does not answer them, restart the lab.
-    lab.reset_clients()
-    if not controller_answers(lab):
-        print(f"\n{request.node.nodeid}: the controller does not answer; restarting the lab")
-        supervisor.down()
-        supervisor.up(lambda m: print(f"lab up: {m}", file=sys.stderr))
-        lab.reset_clients()
-        wait_in_sync(lab)
-
-
-def controller_answers(lab: Lab) -> bool:
-    """Whether the cluster can create (and delete) a topic: the controller is at work."""
-    topic = f"it.controller-probe.{uuid.uuid4().hex[:6]}"
-    try:
-        lab.create_topic(topic, 1, 3)
-    except (LabError, KafkaException):
-        return False
-    with contextlib.suppress(LabError, KafkaException):
-        lab.delete_topic(topic)
-    return True
 
 
 @pytest.fixture

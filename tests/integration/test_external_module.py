@@ -53,7 +53,7 @@ def test_lesson_runs_against_an_external_cluster(
 ) -> None:
     for key, value in secured_external_env.items():
         monkeypatch.setenv(key, value)  # the notebook's kernel inherits the environment
-    # The executed copy goes to tmp_path, not test-artifacts/ (where nbval reads the lessons).
+    # The executed copy goes to tmp_path, not test-artifacts/ (the suite's own executed copies).
     monkeypatch.setattr(test_notebooks, "ARTIFACTS", tmp_path)
     out = test_notebooks.execute(LESSON)
     executed = nbformat.read(out, as_version=4)

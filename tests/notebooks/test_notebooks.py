@@ -1,7 +1,21 @@
-"""Every lesson and every solved lab runs headless against the real lab (papermill), and every
-unsolved learner copy fails its checks with the lab's own error, never another exception.
+"""Every notebook runs once per suite run, headless, against the real lab.
 
-Executed copies are kept in test-artifacts/notebooks/ for inspection.
+- Lessons (notebooks/): once, under nbval (``pytest --nbval-lax`` in a subprocess), over a copy
+  that papermill has parameterized (CI sizes injected, nothing executed) and whose cells marked
+  ``# NBVAL_CHECK_OUTPUT`` carry the expected outputs committed in tests/notebooks/expected/
+  (``python -m tests.notebooks.expected`` writes them): every cell must run without error, and
+  each marked cell must print exactly what is expected. The executed copy is left in
+  test-artifacts/notebooks/notebooks/; a failure shows nbval's report (the cell, its source, the
+  traceback or the difference).
+- Solutions (solutions/): once, with papermill. The labs a workshop learner runs confined to
+  their namespace (``catalog.CONFINED_LABS``) run once as that learner, in
+  tests/integration/test_workshop.py, instead of here.
+- Unsolved learner copies (labs/): once, with nbclient; each must fail at every check with the
+  lab's own LabCheckError, and nowhere else.
+
+Executed copies are kept in test-artifacts/notebooks/ for inspection. Notebooks that kill, pause
+or restart brokers (``catalog.DISRUPTIVE``) are marked ``disruptive``, so they run after the
+others. The tests that read the notebooks without running them need no cluster.
 """
 
 from __future__ import annotations
@@ -9,11 +23,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
-import papermill
 import pytest
 from nbclient import NotebookClient
 from papermill.iorw import load_notebook_node
@@ -23,45 +36,73 @@ from lab_env import labs
 from lab_env.api import Lab
 from lab_env.errors import LabError
 from lab_env.kernel import KERNEL_NAME
+from tests.notebooks import expected as expected_outputs
+from tests.notebooks.catalog import (
+    ARTIFACTS,
+    CONFINED_LABS,
+    DISRUPTIVE,
+    LABS,
+    LESSONS,
+    NBVAL_MARK,
+    NBVAL_TIMEOUT_S,
+    REPO,
+    SOLUTIONS,
+    ci_parameters,
+    label,
+    marked_cells,
+    run_nbval,
+    run_papermill,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts" / "notebooks"
-LESSONS = sorted((REPO / "notebooks").glob("*.ipynb"))
-SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
-LABS = sorted((REPO / "labs").glob("*.ipynb"))
 ALL = LESSONS + SOLUTIONS + LABS
 CHECK_CALL = re.compile(r"^\s*(?:\w+\s*=\s*)?check_\w+\(", re.MULTILINE)
 
 
-def ci_parameters(path: Path) -> dict[str, object]:
-    """``CI=True`` plus the small sizes a notebook asks for in its metadata
-    (``"kafka_lab": {"ci_parameters": {...}}``), so each notebook owns its CI sizes."""
-    notebook = nbformat.read(path, as_version=4)
-    return {"CI": True, **notebook.metadata.get("kafka_lab", {}).get("ci_parameters", {})}
-
-
 def execute(path: Path) -> Path:
+    """Run ``path`` with papermill into ARTIFACTS (other test modules call this, and may point
+    ARTIFACTS elsewhere)."""
+    return run_papermill(path, ARTIFACTS / path.parent.name / path.name)
+
+
+def run(paths: list[Path]) -> list[Any]:
+    """Parameters for the notebooks' runs: named by folder and stem, disruptive ones marked."""
+    return [
+        pytest.param(p, id=label(p), marks=[pytest.mark.disruptive] if p.stem in DISRUPTIVE else [])
+        for p in paths
+    ]
+
+
+# The test's own limit leaves room to end with nbval's report rather than pytest-timeout's.
+@pytest.mark.cluster
+@pytest.mark.timeout(NBVAL_TIMEOUT_S + 120)
+@pytest.mark.parametrize("path", run(LESSONS))
+def test_lesson_runs_and_prints_its_expected_facts(lab: Lab, path: Path) -> None:
+    """nbval, lax mode, over the parameterized lesson: every cell runs without error, and each
+    cell marked ``# NBVAL_CHECK_OUTPUT`` prints its committed expected output."""
+    problems = expected_outputs.problems(path)
+    assert not problems, " ".join(problems)
     out = ARTIFACTS / path.parent.name / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(path),
-        str(out),
-        parameters=ci_parameters(path),
-        kernel_name=KERNEL_NAME,
-        cwd=str(REPO),
-        progress_bar=False,
-        execution_timeout=300,
-    )
-    return out
+    nbformat.write(expected_outputs.nbval_copy(path), out)
+    try:
+        result = run_nbval(out)
+    except subprocess.TimeoutExpired as stopped:
+        pytest.fail(
+            f"nbval over {label(path)} did not end within {NBVAL_TIMEOUT_S} s:\n"
+            f"{_text(stopped.stdout)[-6000:]}{_text(stopped.stderr)[-2000:]}"
+        )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
-def label(path: Path) -> str:
-    return f"{path.parent.name}/{path.stem}"
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("path", LESSONS + SOLUTIONS, ids=label)
-def test_runs_headless(lab: Lab, path: Path) -> None:
+@pytest.mark.parametrize("path", run([p for p in SOLUTIONS if p.stem not in CONFINED_LABS]))
+def test_solution_runs_headless(lab: Lab, path: Path) -> None:
     execute(path)
 
 
@@ -74,7 +115,7 @@ def check_cells(notebook: nbformat.NotebookNode) -> list[int]:
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("path", LABS, ids=label)
+@pytest.mark.parametrize("path", run(LABS))
 def test_unsolved_lab_fails_every_check(lab: Lab, path: Path) -> None:
     """Run the learner copy to the end, errors allowed: every check cell must fail with the
     lab's own LabCheckError, and no other cell may fail (stubs keep the notebook runnable)."""
@@ -108,6 +149,9 @@ def test_unsolved_lab_fails_every_check(lab: Lab, path: Path) -> None:
     assert not others, f"{label(path)}: cells other than checks failed: {others}"
 
 
+# -- what can be checked without running anything ----------------------------------------------
+
+
 def test_labs_are_generated_from_solutions() -> None:
     assert labs.stale() == [], "run `python -m lab_env.labs` to regenerate labs/"
 
@@ -139,6 +183,17 @@ def test_every_lab_has_a_solution_region_and_a_check() -> None:
         assert json.loads(text)["metadata"]["kernelspec"]["name"] == KERNEL_NAME
 
 
+def test_the_catalog_names_real_notebooks_and_checks() -> None:
+    stems = {p.stem for p in ALL}
+    assert stems >= DISRUPTIVE, f"DISRUPTIVE names no notebook: {sorted(DISRUPTIVE - stems)}"
+    for stem, checks in CONFINED_LABS.items():
+        solution = REPO / "solutions" / f"{stem}.ipynb"
+        assert solution.exists(), f"CONFINED_LABS names no solution: {stem}"
+        text = solution.read_text()
+        missing = sorted(c for c in checks if c not in text)
+        assert checks and not missing, f"solutions/{stem} never calls {missing}"
+
+
 def test_strip_solutions_keeps_stubs_and_indentation() -> None:
     source = "\n".join(
         [
@@ -166,55 +221,17 @@ def test_malformed_solution_regions_are_named(source: str, fragment: str) -> Non
         labs.strip_solutions(source, "lab.ipynb, cell 3")
 
 
-NBVAL_MARK = "# NBVAL_CHECK_OUTPUT"
-
-
 @pytest.mark.parametrize("path", LESSONS, ids=label)
 def test_lesson_marks_a_deterministic_output(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
-    marked = [c for c in notebook.cells if c.cell_type == "code" and NBVAL_MARK in c.source]
-    assert marked, f"{label(path)}: mark a cell that prints deterministic facts with {NBVAL_MARK}"
+    assert marked_cells(notebook), (
+        f"{label(path)}: mark a cell that prints deterministic facts with {NBVAL_MARK}"
+    )
 
 
-# One nbval run per lesson: a run over all twelve came near the suite's 600 s per-test limit
-# here and passed it on a slower CI machine. These bounds leave room for executing a missing copy
-# first and still end with nbval's own report rather than pytest-timeout's stack dump.
-NBVAL_TIMEOUT = 900
-
-
-@pytest.mark.cluster
-@pytest.mark.timeout(NBVAL_TIMEOUT + 300)
 @pytest.mark.parametrize("path", LESSONS, ids=label)
-def test_lesson_reproduces_its_checked_outputs(lab: Lab, path: Path) -> None:
-    """nbval, lax mode, over one executed lesson: every cell runs again without error, and each
-    cell marked ``# NBVAL_CHECK_OUTPUT`` prints what it printed the first time.
-
-    The lessons are stored without outputs, so nbval compares against the papermill-executed
-    copy (CI sizes injected), which test_runs_headless leaves in test-artifacts/; a copy that is
-    missing or older than its lesson is executed first.
-    """
-    out = ARTIFACTS / path.parent.name / path.name
-    if not out.exists() or out.stat().st_mtime < path.stat().st_mtime:
-        execute(path)
-    command = [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q"]
-    command += ["-o", "addopts="]  # no per-cell durations ahead of nbval's report
-    try:
-        result = subprocess.run(
-            [*command, str(out)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=NBVAL_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as stopped:
-        pytest.fail(
-            f"nbval over {label(path)} did not end within {NBVAL_TIMEOUT} s:\n"
-            f"{_text(stopped.stdout)[-6000:]}{_text(stopped.stderr)[-2000:]}"
-        )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-
-
-def _text(output: str | bytes | None) -> str:
-    if isinstance(output, bytes):
-        return output.decode(errors="replace")
-    return output or ""
+def test_expected_outputs_fit_the_marked_cells(path: Path) -> None:
+    """Every marked cell has a committed expected output, and no expected output is left for a
+    cell that is no longer marked (tests/notebooks/expected/<lesson>.json)."""
+    problems = expected_outputs.problems(path)
+    assert not problems, " ".join(problems)

@@ -1,7 +1,8 @@
 """pip and conda users must get the same pinned packages.
 
-``pyproject.toml`` is the reference; ``environment.yml`` repeats the list for conda/mamba users and
-the docker backend's JupyterLab image. Nothing else keeps them in step.
+``pyproject.toml`` is the reference; ``environment.yml`` repeats its main dependencies for
+conda/mamba users and the docker backend's JupyterLab image. The test tools (the ``test`` extra)
+are pinned in pyproject.toml only: the image needs none of them. Nothing else keeps them in step.
 """
 
 from __future__ import annotations
@@ -30,9 +31,16 @@ def normalized(specs: list[str], source: str) -> dict[str, str]:
     return out
 
 
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
 def pyproject_deps() -> list[str]:
-    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return data["project"]["dependencies"]
+    return pyproject()["project"]["dependencies"]
+
+
+def extra_test_deps() -> list[str]:
+    return pyproject()["project"]["optional-dependencies"]["test"]
 
 
 def environment_pip_deps() -> list[str]:
@@ -43,9 +51,19 @@ def environment_pip_deps() -> list[str]:
 
 
 def test_every_dependency_is_pinned() -> None:
-    for spec in pyproject_deps():
+    for spec in pyproject_deps() + extra_test_deps():
         specifier = list(Requirement(spec).specifier)
         assert len(specifier) == 1 and specifier[0].operator == "==", f"{spec} is not pinned"
+
+
+def test_the_test_tools_are_an_extra_of_their_own() -> None:
+    extras = pyproject()["project"]["optional-dependencies"]
+    assert set(extras) == {"test"}, f"only a `test` extra is expected, found {sorted(extras)}"
+    tools = normalized(extra_test_deps(), "the test extra")
+    both = sorted(set(tools) & set(normalized(pyproject_deps(), "pyproject.toml")))
+    assert not both, f"{both} are in both [project].dependencies and the test extra"
+    for tool in ("pytest", "pytest-timeout", "nbval", "playwright", "ruff"):
+        assert tool in tools, f"{tool} belongs in the test extra"
 
 
 def test_environment_yml_mirrors_pyproject() -> None:
@@ -59,8 +77,8 @@ def test_environment_yml_mirrors_pyproject() -> None:
         if expected[n] != actual[n]
     )
     assert not (missing or extra or differ), (
-        "environment.yml's pip list must equal pyproject.toml's [project].dependencies: "
-        f"missing {missing}, extra {extra}, different {differ}"
+        "environment.yml's pip list must equal pyproject.toml's [project].dependencies (the "
+        f"test extra stays out of it): missing {missing}, extra {extra}, different {differ}"
     )
 
 

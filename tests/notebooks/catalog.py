@@ -1,0 +1,143 @@
+"""The notebooks and how the suite runs each: CI sizes, which ones break brokers, which labs a
+workshop learner confined to their namespace runs. Shared by the tests, the expected-outputs
+generator (``python -m tests.notebooks.expected``) and the soak (``python -m tests.soak``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+
+from lab_env.kernel import KERNEL_NAME
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "notebooks"
+LESSONS = sorted((REPO / "notebooks").glob("*.ipynb"))
+SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
+LABS = sorted((REPO / "labs").glob("*.ipynb"))
+NBVAL_MARK = "# NBVAL_CHECK_OUTPUT"
+CELL_TIMEOUT_S = 300  # papermill's bound on each cell
+# One nbval run per lesson, each bounded on its own: a run over all twelve came near the suite's
+# 600 s per-test limit here and passed it on a slower CI machine.
+NBVAL_TIMEOUT_S = 900
+
+# Notebooks that kill, pause or restart brokers (or stop the lab): they run after every other
+# cluster test. A stem names a lesson, or a lab in both solutions/ and labs/. Killing a client or
+# a service process is not a broker fault: lessons 03 and 04 SIGKILL consumer and transactional
+# workers, lesson 11 and lab 11 kill or freeze a service instance, lesson 10's
+# `external.faults.kill(1)` is refused by the external backend; none of them is here.
+DISRUPTIVE = frozenset(
+    {
+        # paused_follower() SIGSTOPs an in-sync follower for PAUSE_S s (twice).
+        "02-producers",
+        # SIGKILLs a partition leader mid-stream, SIGSTOPs followers, kills a leader whose
+        # followers are frozen, restarts brokers.
+        "07-replication-and-failure",
+        # kills a broker to watch the alerts fire, then brings it back (lab.backend.up).
+        "08-monitoring",
+        # check_no_duplicates_under_retries pauses a follower for 3 s; the unsolved copy gets
+        # there too. (The solution runs as a confined learner, whose external backend pauses
+        # nothing: tests/integration/test_workshop.py.)
+        "02-reliable-fast-producer",
+        # check_survives_broker_loss kills a partition leader and restarts it; the unsolved
+        # copy's TOPIC passes the check's shape test, so it gets there too.
+        "07-surviving-a-broker-loss",
+        # check_broker_down_alert kills a broker (the unsolved copy's empty `expr` is refused
+        # before the kill, but its last cell restarts whatever is down: `lab.backend.up`).
+        "08-promql-and-alerts",
+    }
+)
+
+# Labs a workshop learner runs with only their own namespace's grants, and the checks each must
+# pass. Each runs once, as that learner (tests/integration/test_workshop.py), which proves both
+# that the solution passes and that a confined learner can do it. Labs 07 and 08 kill brokers (a
+# learner's external backend cannot) and lab 09 configures users and ACLs (an administrator's
+# work); they and lab 11 run as the lab's own user (tests/notebooks/test_notebooks.py).
+CONFINED_LABS: dict[str, frozenset[str]] = {
+    "00-lab-tour": frozenset({"check_cluster_facts"}),
+    "01-keys-and-compaction": frozenset({"check_per_order_ordering", "check_latest_status"}),
+    "02-reliable-fast-producer": frozenset(
+        {
+            "check_fast_and_complete",
+            "check_idempotent_producer",
+            "check_no_duplicates_under_retries",
+            "check_failures_surfaced",
+        }
+    ),
+    "03-at-least-once-group": frozenset({"check_commits_follow_processing", "check_rebalances"}),
+    "04-transactional-worker": frozenset({"check_abort_path", "check_crash_recovery"}),
+    "05-schema-evolution": frozenset(
+        {
+            "check_subject_level",
+            "check_schema_versions",
+            "check_topic_versions",
+            "check_reader_view",
+        }
+    ),
+    "06-tuned-producer": frozenset({"check_tuned_producer"}),
+    "10-manifests-for-a-team": frozenset({"check_kafka_user", "check_scaling_rule"}),
+}
+
+
+def label(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+def lessons_named(names: list[str]) -> list[Path]:
+    """Lessons named by file name, path, stem or number (``02``); every lesson for none."""
+    if not names:
+        return list(LESSONS)
+    chosen = []
+    for name in names:
+        stem = Path(name).stem
+        matches = [p for p in LESSONS if p.stem == stem or p.stem.startswith(f"{stem}-")]
+        if len(matches) != 1:
+            known = ", ".join(p.stem for p in LESSONS)
+            raise SystemExit(f"{name!r} names no single lesson; the lessons are: {known}")
+        chosen.append(matches[0])
+    return chosen
+
+
+def ci_parameters(path: Path) -> dict[str, object]:
+    """``CI=True`` plus the small sizes a notebook asks for in its metadata
+    (``"kafka_lab": {"ci_parameters": {...}}``), so each notebook owns its CI sizes."""
+    notebook = nbformat.read(path, as_version=4)
+    return {"CI": True, **notebook.metadata.get("kafka_lab", {}).get("ci_parameters", {})}
+
+
+def marked_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """The code cells whose output nbval compares: deterministic facts."""
+    return [c for c in notebook.cells if c.cell_type == "code" and NBVAL_MARK in c.source]
+
+
+def run_nbval(copy: Path, timeout: float = NBVAL_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    """``pytest --nbval-lax`` over ``copy`` in a process of its own, on the lab's kernel; the
+    executed notebook is written over ``copy`` when it ends (tests/notebooks/nbval_keep.py).
+    Raises subprocess.TimeoutExpired after ``timeout`` s."""
+    command = [sys.executable, "-m", "pytest", "--nbval-lax", f"--nbval-kernel-name={KERNEL_NAME}"]
+    command += ["-p", "tests.notebooks.nbval_keep", "-p", "no:cacheprovider", "-q"]
+    command += ["-o", "addopts="]  # no per-cell durations ahead of nbval's report
+    return subprocess.run(
+        [*command, str(copy)], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_papermill(path: Path, out: Path) -> Path:
+    """Execute ``path`` headless into ``out``: CI parameters, the lab's kernel, the repository as
+    the working directory. Raises papermill's PapermillExecutionError at the first failing cell
+    (``out`` then holds the notebook up to that cell)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(path),
+        str(out),
+        parameters=ci_parameters(path),
+        kernel_name=KERNEL_NAME,
+        cwd=str(REPO),
+        progress_bar=False,
+        execution_timeout=CELL_TIMEOUT_S,
+    )
+    return out
