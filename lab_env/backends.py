@@ -11,10 +11,11 @@ import subprocess
 from typing import Any, Protocol
 
 import requests
+from confluent_kafka.admin import AdminClient
 
 from lab_env import health, security
 from lab_env.compose import PROJECT, SECURITY_SOURCE
-from lab_env.config import REPO, LabConfig, node_id
+from lab_env.config import NODE_IDS, REPO, LabConfig, node_id
 from lab_env.embedded import EmbeddedLab, Report
 from lab_env.errors import LabError
 from lab_env.registry import answering
@@ -32,6 +33,11 @@ class Backend(Protocol):
     def start(self, node: str | int) -> object: ...
     def pause(self, node: str | int) -> object: ...
     def resume(self, node: str | int) -> object: ...
+    def live_nodes(self) -> tuple[int, ...] | None:
+        """The nodes that should be applying the cluster's metadata now: running, not paused
+        (what the metadata barrier waits for). None: the lab cannot read this cluster's
+        metadata offsets."""
+        ...
 
 
 def reachability(cfg: LabConfig, name: str) -> dict[str, Any]:
@@ -84,7 +90,8 @@ class DockerBackend:
     def up(self, report: Report, timeout: float = 300.0) -> dict[str, Any]:
         security.export_for_containers(self.cfg, REPO / SECURITY_SOURCE)
         self._compose("up", "-d", "--wait", "--wait-timeout", str(int(timeout)))
-        security.ensure_admin_user(self.cfg, health.admin(self.cfg))
+        with AdminClient(health.admin_config(self.cfg)) as admin:
+            security.ensure_admin_user(self.cfg, admin)
         return self.status()
 
     def down(self, report: Report) -> list[str]:
@@ -129,6 +136,17 @@ class DockerBackend:
 
     def resume(self, node: str | int) -> object:
         return self._container(node).unpause()
+
+    def live_nodes(self) -> tuple[int, ...]:
+        """Nodes whose container is running (not paused, not stopped)."""
+        live = []
+        for node in NODE_IDS:
+            try:
+                if self._container(node).status == "running":
+                    live.append(node)
+            except LabError:
+                continue
+        return tuple(live)
 
 
 class ExternalBackend:
@@ -177,6 +195,12 @@ class ExternalBackend:
 
     def resume(self, node: str | int) -> object:
         raise self._refuse(f"resume node {node}")
+
+    def live_nodes(self) -> tuple[int, ...] | None:
+        """None: another cluster's brokers expose no offsets the lab can read (their JMX
+        exporters, if any, are not the lab's), so the metadata barrier cannot wait there; the
+        lab's own topic changes are waited for broker by broker instead."""
+        return None
 
 
 def backend(cfg: LabConfig) -> Backend:

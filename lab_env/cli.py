@@ -60,6 +60,8 @@ def _print_status(status: dict[str, Any]) -> None:
     out.print(f"bootstrap servers:  {status['bootstrap']}")
     out.print(f"brokers registered: {', '.join(map(str, status['brokers'])) or 'none answering'}")
     out.print(f"quorum leader:      {f'kafka-{leader}' if leader is not None else 'unknown'}")
+    if "controller" in status:
+        out.print(f"controller:         {status['controller']}")
     out.print(f"under-replicated partitions: {urp if urp is not None else 'unknown'}")
     out.print(f"schema registry:    {status['registry']}")
     out.print(f"prometheus:         {status['prometheus']}")

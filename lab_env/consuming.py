@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from lab_env.api import Lab
 from lab_env.errors import LabError
@@ -198,25 +198,6 @@ def stop_all(members: Iterable[Member], timeout: float = 30.0) -> None:
         m.stop(timeout)
 
 
-def wait_until(what: str, condition: Callable[[], bool], timeout: float, interval=0.05) -> float:
-    """Poll ``condition`` until it is true; return the seconds it took, or raise a LabError
-    naming ``what`` after ``timeout`` seconds.
-
-    A KafkaException from ``condition`` counts as "not yet": a probe of a group's coordinator
-    fails for a moment while the coordinator moves (the controller rebalances leaders every
-    few minutes). The last one is named if the time runs out."""
-    start, last = time.monotonic(), ""
-    while True:
-        try:
-            if condition():
-                return time.monotonic() - start
-        except KafkaException as exc:
-            last = f" (last error: {exc.args[0].str() if exc.args else exc})"
-        if time.monotonic() - start > timeout:
-            raise LabError(f"{what} did not happen within {timeout} s{last}.")
-        time.sleep(interval)
-
-
 def balanced(members: Iterable[Member], partitions: int) -> bool:
     """Every partition owned by exactly one of ``members``, spread evenly: each member owns
     ``partitions // n`` or one more (so a member beyond the partition count owns none)."""
@@ -341,7 +322,8 @@ def produce_numbered(lab: Lab, topic: str, count: int, partitions: int) -> None:
 
 def group_members(lab: Lab, group: str) -> list[dict[str, Any]]:
     """The group as its coordinator sees it: each member's client.id and partitions."""
-    description = lab.admin().describe_consumer_groups([group], request_timeout=10)[group].result()
+    with lab.admin() as admin:
+        description = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
     return sorted(
         (
             {
@@ -361,18 +343,13 @@ def group_members(lab: Lab, group: str) -> list[dict[str, Any]]:
 def end_offsets(lab: Lab, topic: str, partitions: int, timeout: float = 10.0) -> dict[int, int]:
     """Each partition's high watermark: the offset the next record will get.
 
-    Asked by a new consumer, from each partition's leader (QueryWatermarkOffsets), not by the
-    lab's long-lived admin client: its ListOffsets failed with ``_NOENT: No leaders found`` for a
-    topic it had seen created, and kept failing for 10 s of asking again (three times in about
-    five runs of test_consumers here)."""
-    reader = Consumer(lab.client_config({"group.id": "lab-end-offsets", "log_level": 0}))
-    try:
+    Asked by a consumer made for the purpose, from each partition's leader
+    (QueryWatermarkOffsets)."""
+    with Consumer(lab.client_config({"group.id": "lab-end-offsets", "log_level": 0})) as reader:
         return {
             p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
             for p in range(partitions)
         }
-    finally:
-        reader.close()
 
 
 def lag(lab: Lab, group: str, topic: str, partitions: int) -> list[dict[str, Any]]:

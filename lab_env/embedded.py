@@ -12,7 +12,16 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from lab_env import artifacts, health, kafka_nodes, monitoring, ports, registry, security
+from lab_env import (
+    artifacts,
+    health,
+    kafka_nodes,
+    metadata_barrier,
+    monitoring,
+    ports,
+    registry,
+    security,
+)
 from lab_env.config import (
     APICURIO_VERSION,
     NODE_IDS,
@@ -23,9 +32,13 @@ from lab_env.config import (
 from lab_env.errors import LabError
 from lab_env.java import Java, find_java
 from lab_env.processes import PAUSED, RUNNING, STARTED_MARK, STOPPED, ProcessRecord, Registry
+from lab_env.waiting import NotYet, eventually, wait_for
 
 REGISTRY, PROMETHEUS, LAG_EXPORTER = "registry", "prometheus", "lag-exporter"
 Report = Callable[[str], None]
+# How long a quorum leader's controller may stay inactive before `lab up` restarts that node: an
+# election takes well under a second here, and a stuck controller stayed stuck for minutes.
+STUCK_S = 15.0
 
 
 def _quiet(_: str) -> None:
@@ -187,62 +200,105 @@ class EmbeddedLab:
         }
 
     def wait_healthy(self, report: Report, timeout: float, prometheus: bool) -> None:
-        """Brokers registered, one quorum leader, the registry serving its replayed journal, every
-        scrape target up."""
+        """Brokers registered, one quorum leader whose controller accepts a metadata write (the
+        admin user's SCRAM credentials) that every broker has applied, the registry serving its
+        replayed journal, every scrape target up."""
         names = [n.name for n in self.nodes.values()]
-        client = health.admin(self.cfg)
-        view = health.wait_for(
+        hint = "See `lab logs` and `lab status`."
+
+        def registered() -> health.ClusterView | None:
+            view = health.cluster_view(self.cfg)
+            return view if view and len(view.brokers) == len(NODE_IDS) else None
+
+        view = wait_for(
             f"{len(NODE_IDS)} registered brokers",
-            lambda: (
-                v
-                if (v := health.cluster_view(self.cfg, client=client))
-                and len(v.brokers) == len(NODE_IDS)
-                else None
-            ),
+            registered,
             timeout,
-            lambda: self._node_failure(names),
+            fail=lambda: self._node_failure(names),
+            interval=0.5,
+            hint=hint,
         )
         report(f"brokers registered: {', '.join(map(str, view.brokers))}")
-        leader = health.wait_for(
+        leader = wait_for(
             "the nodes to agree on a KRaft quorum leader",
             lambda: health.quorum_leader(self.cfg),
             timeout,
-            lambda: self._node_failure(names),
+            fail=lambda: self._node_failure(names),
+            interval=0.5,
+            hint=hint,
         )
         report(f"quorum leader: kafka-{leader}")
-        # SCRAM credentials are written through the controller: retried until it answers (a
-        # quorum that has just regained its majority may still be electing).
-        health.wait_for(
-            "the controller to store the admin user's SCRAM credentials",
-            lambda: self._admin_user(client),
-            timeout,
-            lambda: self._node_failure(names),
-        )
-        health.wait_for(
+        self._wait_controller_writes(report, timeout, names, hint)
+        wait_for(
             "the schema registry to read back its journal",
             lambda: registry.replayed(self.cfg),
             timeout,
-            lambda: self._node_failure([REGISTRY]),
+            fail=lambda: self._node_failure([REGISTRY]),
+            interval=0.5,
+            hint=hint,
         )
         level = registry.ensure_default_compatibility(self.cfg)
         report(f"schema registry answering (default compatibility {level})")
         if prometheus:
-            health.wait_for(
+            wait_for(
                 "Prometheus scrape targets to be up",
                 self._targets_up,
                 timeout,
-                lambda: self._node_failure([PROMETHEUS]),
+                fail=lambda: self._node_failure([PROMETHEUS]),
+                interval=0.5,
+                hint=hint,
             )
             report("Prometheus scraping every target")
         else:
             report("no Prometheus binary found: the exporters serve, but nothing scrapes them")
 
-    def _admin_user(self, client: AdminClient) -> bool:
-        try:
-            security.ensure_admin_user(self.cfg, client)
-        except LabError:
-            return False
-        return True
+    def _wait_controller_writes(
+        self, report: Report, timeout: float, names: list[str], hint: str
+    ) -> None:
+        """Until the controller stores the admin user's SCRAM credentials (a metadata write)
+        and every broker has applied them. A quorum leader whose controller stays inactive
+        (``health.stuck_controller``) for STUCK_S is restarted, once."""
+        stuck_since: float | None = None
+        restarted = False
+
+        def written() -> bool | NotYet:
+            nonlocal stuck_since, restarted
+            try:
+                with AdminClient(health.admin_config(self.cfg)) as admin:
+                    security.ensure_admin_user(self.cfg, admin)
+                return True
+            except LabError as exc:
+                refused = str(exc)
+            stuck = health.stuck_controller(health.node_views(self.cfg))
+            if stuck is None:
+                stuck_since = None
+                return NotYet(refused)
+            stuck_since = stuck_since or time.monotonic()
+            if time.monotonic() - stuck_since >= STUCK_S and not restarted:
+                report(
+                    f"kafka-{stuck} leads the KRaft quorum but its controller is not active "
+                    f"(it refuses metadata changes); restarting kafka-{stuck}"
+                )
+                self.restart_node(stuck)
+                restarted, stuck_since = True, None
+            return NotYet(f"kafka-{stuck} leads the quorum but its controller is not active")
+
+        wait_for(
+            "the controller to accept a metadata write (the admin user's SCRAM credentials)",
+            written,
+            timeout,
+            fail=lambda: self._node_failure(names),
+            interval=0.5,
+            hint=hint,
+        )
+        applied = metadata_barrier.wait_applied(self.cfg, self.live_nodes(), timeout)
+        report(f"controller accepts metadata writes; every broker at offset {applied.committed}")
+
+    def restart_node(self, name: str | int) -> None:
+        """Stop a node gracefully (SIGKILL if it does not stop within a minute), start it."""
+        node = self.node(name)
+        self.procs.stop(node.name, timeout=60)
+        self.start(node.node_id)
 
     def _targets_up(self) -> bool:
         try:
@@ -282,9 +338,7 @@ class EmbeddedLab:
         record = self.procs.signal(node.name, signal.SIGKILL)
         if record is None:
             raise LabError(f"{node.name} is not running.")
-        deadline = time.monotonic() + 10
-        while record.state() != STOPPED and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: record.state() == STOPPED, 10, interval=0.05)
         self.procs.forget(node.name)
         return record
 
@@ -299,13 +353,26 @@ class EmbeddedLab:
         ports.require_free(self.cfg.host, node.ports())
         self.prepare_storage(java.path)
         record = self._start_node(node, java)
-        health.wait_for(
+        wait_for(
             f"{node.name} to rejoin the cluster",
             lambda: (v := health.cluster_view(self.cfg)) and node.node_id in v.brokers,
             120,
-            lambda: self._node_failure([node.name]),
+            fail=lambda: self._node_failure([node.name]),
+            interval=0.5,
+            hint="See `lab logs` and `lab status`.",
         )
+        # Registered is not caught up: the node answers metadata requests from what it has
+        # applied, which may still lag the log it has just fetched.
+        metadata_barrier.wait_applied(self.cfg, self.live_nodes(), 60)
         return record
+
+    def live_nodes(self) -> tuple[int, ...]:
+        """Nodes whose process runs and is not paused."""
+        return tuple(
+            node.node_id
+            for node in self.nodes.values()
+            if (record := self.procs.live(node.name)) is not None and record.state() == RUNNING
+        )
 
     def pause(self, name: str | int) -> ProcessRecord:
         return self._signal(name, signal.SIGSTOP, RUNNING)
@@ -355,12 +422,22 @@ class EmbeddedLab:
         running = [c["name"] for c in comps if c["state"] == RUNNING]
         node_ids = tuple(int(str(n).split("-")[1]) for n in running if str(n).startswith("kafka-"))
         view = health.cluster_view(self.cfg, timeout=2.0) if node_ids else None
+        views = health.node_views(self.cfg, node_ids)
+        stuck = health.stuck_controller(views)
         prom = monitoring.prometheus_binary(self.cfg)
         return {
             "backend": "embedded",
             "bootstrap": self.cfg.bootstrap(),
             "components": comps,
-            "quorum_leader": health.quorum_leader(self.cfg, node_ids) if node_ids else None,
+            "quorum_leader": health.majority_leader(views),
+            "controller": (
+                f"kafka-{stuck} leads the KRaft quorum but its controller is not active, so "
+                "metadata changes are refused; if this lasts, `lab up` restarts it"
+                if stuck is not None
+                else "active"
+                if views
+                else "down"
+            ),
             "brokers": view.brokers if view else [],
             "under_replicated_partitions": view.under_replicated if view else None,
             "registry": registry.state(self.cfg) if REGISTRY in running else "down",

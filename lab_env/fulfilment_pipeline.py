@@ -24,10 +24,11 @@ from confluent_kafka import Consumer
 
 from lab_env import fulfilment_events as ev
 from lab_env import fulfilment_services as fs
-from lab_env import health, schemas
+from lab_env import schemas
 from lab_env.api import Lab
 from lab_env.errors import LabError
 from lab_env.processes import STOPPED, Registry
+from lab_env.waiting import eventually, wait_for
 
 SERVICES = ("inventory", "payment", "shipping", "order")
 
@@ -142,9 +143,7 @@ class Pipeline:
         record = self.procs.signal(name, signal.SIGKILL)
         if record is None:
             raise LabError(f"{service} instance {instance} is not running.")
-        deadline = time.monotonic() + 10
-        while record.state() != STOPPED and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: record.state() == STOPPED, 10, interval=0.05)
         self.procs.forget(name)
 
     def stop(self, service: str, instance: str | int = 1, timeout: float = 30) -> None:
@@ -181,7 +180,7 @@ class Pipeline:
                     return False
             return True
 
-        health.wait_for("every service instance to get its partitions", settled, timeout)
+        wait_for("every service instance to get its partitions", settled, timeout, interval=0.5)
 
     def check_alive(self, expected: Iterable[tuple[str, str]]) -> None:
         """Raise, with the end of its log, when an instance of ``expected`` is not running."""
@@ -220,11 +219,13 @@ class Pipeline:
     def settle(self, expected: int, timeout: float = 120) -> dict[str, list[dict[str, Any]]]:
         """Wait (bounded) until ``expected`` orders have ended; every event, decoded. An
         instance that dies meanwhile is an error."""
-        deadline = time.monotonic() + timeout
         running = self.running()
-        while self.ended() < expected and time.monotonic() < deadline:
-            self.check_alive(running)
-            time.sleep(1)
+
+        def ended() -> bool:
+            self.check_alive(running)  # raises, with the instance's log
+            return self.ended() >= expected
+
+        eventually(ended, timeout, interval=1)
         return fs.read_events(self.lab, self.prefix, self.codec)
 
     # -- the end -----------------------------------------------------------------------------

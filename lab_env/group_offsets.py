@@ -22,24 +22,11 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from lab_env import kafka_retry
+from lab_env import waiting
 
 TIMEOUT_S = 10.0
-
-# The group's coordinator is the leader of its __consumer_offsets partition, and it moves when
-# that leader does: a broker stops, or the preferred-leader election after it is back moves the
-# leader home. A request already sent to the old coordinator gets one of these; librdkafka hands
-# it to the caller (seen by lesson 11 a minute after lesson 07 restarted a broker), and asking
-# again finds the new coordinator.
-COORDINATOR_MOVING = frozenset(
-    {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    }
-)
 
 
 class Cluster(Protocol):
@@ -66,24 +53,21 @@ def committed(
     None where the group has committed nothing (or does not exist).
 
     ``client`` is the lab (anything with ``client_config()``) or a client configuration.
-    A coordinator that is moving (COORDINATOR_MOVING) is asked again until ``timeout``. Raises
-    KafkaException when the coordinator does not answer within ``timeout`` or refuses
-    (GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED).
+    A coordinator that is moving (``waiting.TRANSIENT``: a request already sent to the old
+    coordinator comes back with NOT_COORDINATOR) is asked again until ``timeout``, then a
+    LabError says so. A refusal (GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED) is
+    raised at once, as a KafkaException.
     """
     wanted = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
     if not wanted:
         return {}
     deadline = time.monotonic() + timeout
-    reader = _reader(client, group)
-    try:
-        return kafka_retry.until(
-            deadline,
-            COORDINATOR_MOVING,
+    with _reader(client, group) as reader:
+        return waiting.until_answered(
+            f"group {group!r}'s committed offsets",
             lambda: _offsets(reader.committed(wanted, timeout=_left(deadline))),
-            interval=0.1,
+            timeout,
         )
-    finally:
-        reader.close()
 
 
 def _left(deadline: float) -> float:
@@ -104,14 +88,11 @@ def topic_partitions(
 ) -> list[TopicPartition]:
     """Every partition of ``topics`` (all topics but Kafka's internal ones when none is named),
     from the cluster's metadata; a topic that does not exist has none."""
-    reader = _reader(client, "lab-metadata")
-    try:
+    with _reader(client, "lab-metadata") as reader:
         if len(topics) == 1:
             metadata = reader.list_topics(topics[0], timeout=timeout).topics
         else:
             metadata = reader.list_topics(timeout=timeout).topics
-    finally:
-        reader.close()
     named = set(topics)
     return [
         TopicPartition(name, p)

@@ -2,58 +2,85 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 import requests
 from confluent_kafka.admin import AdminClient
 
 from lab_env import monitoring
 from lab_env.config import NODE_IDS, LabConfig
-from lab_env.errors import LabError
 
-T = TypeVar("T")
 LEADER_METRIC = "kafka_server_raft_metrics_current_leader"
 
 
-def _leader_view(cfg: LabConfig, node: int) -> int | None:
+ACTIVE_METRIC = "kafka_controller_kafkacontroller_activecontrollercount"
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What one node says of the KRaft quorum: the leader it follows (-1: none) and whether its
+    own controller is the active one."""
+
+    leader: int
+    active: bool
+
+
+def _node_view(cfg: LabConfig, node: int) -> NodeView | None:
     try:
-        value = monitoring.scrape(monitoring.exporter_url(cfg, node), timeout=3.0).get(
-            LEADER_METRIC
-        )
+        samples = monitoring.scrape(monitoring.exporter_url(cfg, node), timeout=3.0)
     except requests.RequestException:
         return None
-    return int(value) if value is not None else None
+    if LEADER_METRIC not in samples:
+        return None
+    return NodeView(int(samples[LEADER_METRIC]), samples.get(ACTIVE_METRIC, 0.0) >= 1)
 
 
-def quorum_leaders(cfg: LabConfig, nodes: tuple[int, ...] = NODE_IDS) -> dict[int, int | None]:
-    """Each node's own view of the KRaft quorum leader (from its JMX exporter); -1: no leader.
+def node_views(cfg: LabConfig, nodes: tuple[int, ...] = NODE_IDS) -> dict[int, NodeView | None]:
+    """Each node's own view of the quorum (from its JMX exporter; None: it does not answer).
 
     The exporters are scraped in parallel: a scrape costs a broker a few hundred milliseconds.
     """
     if not nodes:
         return {}
     with ThreadPoolExecutor(len(nodes)) as pool:
-        return dict(zip(nodes, pool.map(lambda n: _leader_view(cfg, n), nodes), strict=True))
+        return dict(zip(nodes, pool.map(lambda n: _node_view(cfg, n), nodes), strict=True))
 
 
-def quorum_leader(cfg: LabConfig, nodes: tuple[int, ...] = NODE_IDS) -> int | None:
-    """The leader a majority of the voters report (Raft's own definition of elected), if any."""
-    views = [v for v in quorum_leaders(cfg, nodes).values() if v is not None and v >= 0]
-    for leader in set(views):
-        if views.count(leader) > len(NODE_IDS) // 2:
+def majority_leader(views: dict[int, NodeView | None]) -> int | None:
+    leaders = [v.leader for v in views.values() if v is not None and v.leader >= 0]
+    for leader in set(leaders):
+        if leaders.count(leader) > len(NODE_IDS) // 2:
             return leader
     return None
 
 
-def admin(cfg: LabConfig) -> AdminClient:
-    """An admin client for probing: short timeouts, and silent (a probe expects refusals)."""
-    return AdminClient(
-        {**cfg.client_config(), "socket.connection.setup.timeout.ms": 2000, "log_level": 0}
-    )
+def quorum_leaders(cfg: LabConfig, nodes: tuple[int, ...] = NODE_IDS) -> dict[int, int | None]:
+    """Each node's own view of the KRaft quorum leader; -1: no leader, None: no answer."""
+    return {n: (v.leader if v else None) for n, v in node_views(cfg, nodes).items()}
+
+
+def quorum_leader(cfg: LabConfig, nodes: tuple[int, ...] = NODE_IDS) -> int | None:
+    """The leader a majority of the voters report (Raft's own definition of elected), if any."""
+    return majority_leader(node_views(cfg, nodes))
+
+
+def stuck_controller(views: dict[int, NodeView | None]) -> int | None:
+    """The node a majority elected quorum leader whose controller is nonetheless not active
+    (None: no such node). Such a node refuses every metadata change with "The active
+    controller appears to be node N", naming itself; seen here after `lab down` and `lab up`,
+    for minutes, until the node was restarted. A moment after an election this is normal:
+    call it again before concluding."""
+    leader = majority_leader(views)
+    view = views.get(leader) if leader is not None else None
+    return leader if view is not None and not view.active else None
+
+
+def admin_config(cfg: LabConfig) -> dict[str, Any]:
+    """Settings for a probe's admin client: short timeouts, and silent (a probe expects
+    refusals)."""
+    return {**cfg.client_config(), "socket.connection.setup.timeout.ms": 2000, "log_level": 0}
 
 
 @dataclass
@@ -63,12 +90,11 @@ class ClusterView:
     topics: int
 
 
-def cluster_view(
-    cfg: LabConfig, timeout: float = 3.0, client: AdminClient | None = None
-) -> ClusterView | None:
+def cluster_view(cfg: LabConfig, timeout: float = 3.0) -> ClusterView | None:
     """Registered brokers and under-replicated partitions, from metadata (None: no answer)."""
     try:
-        md = (client or admin(cfg)).list_topics(timeout=timeout)
+        with AdminClient(admin_config(cfg)) as client:
+            md = client.list_topics(timeout=timeout)
     except Exception:  # KafkaException or a timeout: the cluster does not answer
         return None
     urp = sum(
@@ -78,27 +104,3 @@ def cluster_view(
         if len(p.isrs) < len(p.replicas)
     )
     return ClusterView(brokers=sorted(md.brokers), under_replicated=urp, topics=len(md.topics))
-
-
-def wait_for(
-    what: str,
-    probe: Callable[[], T | None],
-    timeout: float,
-    fail: Callable[[], str | None] = lambda: None,
-    interval: float = 0.5,
-) -> T:
-    """Poll ``probe`` until it returns something truthy; ``fail`` may abort early with a reason."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        reason = fail()
-        if reason:
-            raise LabError(reason)
-        if time.monotonic() > deadline:
-            raise LabError(
-                f"Timed out after {timeout:.0f} s waiting for {what}. "
-                "See `lab logs` and `lab status`."
-            )
-        time.sleep(interval)

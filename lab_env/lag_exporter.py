@@ -147,7 +147,8 @@ class LagCollector(Collector):
         up = GaugeMetricFamily("kafka_lag_exporter_up", "1 if the cluster answered this scrape.")
         with self.lock:
             try:
-                rows = lags(AdminClient(self.client))
+                with AdminClient(self.client) as admin:
+                    rows = lags(admin)
                 up.add_metric([], 1)
             except KafkaException:
                 rows = []

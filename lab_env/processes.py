@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from lab_env import artifacts
+from lab_env.waiting import eventually
 
 RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
 STARTED_MARK = "--- started by the lab at "
@@ -182,9 +183,4 @@ def _wait_stopped(record: ProcessRecord, timeout: float) -> bool:
     """Poll until the process is gone. Not ``psutil.wait()``: a process that another Python
     process started (a notebook kernel, the test session) lingers as a zombie until that parent
     reaps it, and a zombie has stopped for every purpose of the lab."""
-    deadline = time.monotonic() + timeout
-    while record.state() != STOPPED:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    return eventually(lambda: record.state() == STOPPED, timeout, interval=0.1)

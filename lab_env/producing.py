@@ -29,6 +29,7 @@ from lab_env import health, tools
 from lab_env.api import Lab
 from lab_env.config import NODE_IDS
 from lab_env.errors import LabError
+from lab_env.waiting import wait_for
 
 STATUSES = ("created", "paid", "packed", "shipped", "delivered")
 
@@ -183,7 +184,7 @@ def warm_partitions(lab: Lab, topic: str, timeout: float = 30.0) -> int:
     measured record take offset 0, not 1.
     """
     deadline = time.monotonic() + timeout
-    partitions = _partitions_of(lab, topic, deadline)
+    partitions = _partitions_of(lab, topic)
     written: set[int] = set()
     failed: dict[int, KafkaError] = {}
 
@@ -218,22 +219,15 @@ def warm_partitions(lab: Lab, topic: str, timeout: float = 30.0) -> int:
     return len(partitions)
 
 
-def _partitions_of(lab: Lab, topic: str, deadline: float) -> list[int]:
-    """``topic``'s partitions, asked again until ``deadline`` while the answer has none.
-
-    Each broker applies a new topic a moment after the controller commits it, and librdkafka
-    may send the next metadata request to a broker that has not: once, right after
-    ``create_topic`` had seen the topic through this very client, the next request got
-    UNKNOWN_TOPIC_OR_PART.
-    """
-    while True:
-        metadata = lab.admin().list_topics(topic, timeout=10).topics[topic]
-        if metadata.error is None and metadata.partitions:
-            return sorted(metadata.partitions)
-        if time.monotonic() >= deadline:
-            why = metadata.error.str() if metadata.error is not None else "no partitions"
-            raise LabError(f"{topic!r} is not in the cluster's metadata ({why}).")
-        time.sleep(0.2)
+def _partitions_of(lab: Lab, topic: str) -> list[int]:
+    """``topic``'s partitions, from the metadata (every broker has it: the topic was created
+    through the lab, whose ``create_topic`` waits for the metadata barrier)."""
+    with lab.admin() as admin:
+        metadata = admin.list_topics(topic, timeout=10).topics[topic]
+    if metadata.error is not None or not metadata.partitions:
+        why = metadata.error.str() if metadata.error is not None else "no partitions"
+        raise LabError(f"{topic!r} is not in the cluster's metadata ({why}).")
+    return sorted(metadata.partitions)
 
 
 def warm_up(producer: Producer, topic: str, stats: Stats, timeout: float = 10.0) -> None:
@@ -552,9 +546,9 @@ def _resume(lab: Lab, node: int) -> None:
                 raise
 
 
-def wait_in_sync(lab: Lab, timeout: float = 60.0) -> None:
+def wait_in_sync(lab: Lab, timeout: float = 120.0) -> None:
     """Until every broker is registered and no partition is under-replicated."""
-    health.wait_for(
+    wait_for(
         "every partition back in sync",
         lambda: (
             (view := health.cluster_view(lab.config))

@@ -300,16 +300,16 @@ class Recorder:
         return f"no answer within {TIMEOUT_S:.0f} s"
 
     def _create_topic(self, topic: str, brokers: int, deadline: float) -> str | None:
-        admin = AdminClient({**self.client, "logger": _client_log})
         new = NewTopic(
             topic,
             PARTITIONS,
             max(1, min(REPLICATION_FACTOR, brokers)),
             config={"retention.ms": str(RETENTION_MS)},
         )
-        future = admin.create_topics([new], request_timeout=max(0.1, _left(deadline)))[topic]
         try:
-            future.result(timeout=_left(deadline))
+            with AdminClient({**self.client, "logger": _client_log}) as admin:
+                timeout = max(0.1, _left(deadline))
+                admin.create_topics([new], request_timeout=timeout)[topic].result(timeout=timeout)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 return (

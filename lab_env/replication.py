@@ -34,11 +34,12 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from lab_env import artifacts, health, tools
+from lab_env import artifacts, tools
 from lab_env.api import Lab
 from lab_env.errors import LabError
 from lab_env.producing import Stats, _resume, _wait_process, wait_in_sync
 from lab_env.records import read_all
+from lab_env.waiting import NotYet, until_answered, wait_for
 
 Table = list[dict[str, Any]]
 
@@ -79,17 +80,14 @@ def partition_table(lab: Lab, topic: str, timeout: float = 3.0) -> Table:
 
 def _broker_view(lab: Lab, broker: str, topic: str, timeout: float = 2.0) -> Table | None:
     """``topic`` as one broker's metadata cache has it (None: no answer in ``timeout`` s)."""
-    client = AdminClient(
-        lab.client_config(
-            {
-                "bootstrap.servers": broker,
-                "socket.connection.setup.timeout.ms": 2000,
-                "log_level": 0,
-            }
-        )
-    )
+    config = {
+        "bootstrap.servers": broker,
+        "socket.connection.setup.timeout.ms": 2000,
+        "log_level": 0,
+    }
     try:
-        meta = client.list_topics(topic, timeout=timeout).topics.get(topic)
+        with AdminClient(lab.client_config(config)) as client:
+            meta = client.list_topics(topic, timeout=timeout).topics.get(topic)
     except KafkaException:
         return None
     if meta is None or meta.error is not None:
@@ -143,7 +141,7 @@ def wait_for_table(
         views = broker_views(lab, topic)
         return len(views) >= 2 and all(condition(view) for view in views)
 
-    health.wait_for(what, agreed, timeout, interval=0.3)
+    wait_for(what, agreed, timeout, interval=0.3)
     return time.monotonic() - start
 
 
@@ -195,17 +193,18 @@ def create_topic_on(
     lab: Lab, name: str, assignment: list[list[int]], config: dict[str, str] | None = None
 ) -> None:
     """Create a topic whose partition ``i`` lives on the brokers ``assignment[i]`` (the first is
-    its preferred leader), and wait until the lab's clients see it (``Lab.wait_for_topic``).
+    its preferred leader); every live broker knows it on return (``Lab.wait_for_metadata``).
 
     ``lab.create_topic`` lets the controller place replicas; a demonstration that kills one
     broker needs to know which partitions live on it.
     """
     topic = NewTopic(name, len(assignment), replica_assignment=assignment, config=config or {})
-    try:
-        lab.admin().create_topics([topic], request_timeout=30)[name].result()
-    except KafkaException as exc:
-        raise LabError(f"Creating topic {name!r} failed: {exc.args[0].str()}") from None
-    lab.wait_for_topic(name, len(assignment))
+    with lab.admin() as admin:
+        try:
+            admin.create_topics([topic], request_timeout=30)[name].result()
+        except KafkaException as exc:
+            raise LabError(f"Creating topic {name!r} failed: {exc.args[0].str()}") from None
+    lab.wait_for_metadata()
 
 
 def broker_config(lab: Lab, node: int, names: Iterable[str]) -> Table:
@@ -253,16 +252,19 @@ def resume(lab: Lab, node: int) -> None:
 def restart(lab: Lab, node: int, timeout: float = 120.0) -> float:
     """Start a killed node, then wait until every partition is back in sync; seconds taken."""
     start = time.monotonic()
-    while True:
+
+    def started() -> bool | NotYet:
         try:
             lab.faults.start(node)
-            break
         except LabError as exc:
             # A port of the node may still be held for a minute (TIME_WAIT) by a client
             # connection that happened to get it as its ephemeral port: wait it out.
-            if "in use" not in str(exc) or time.monotonic() - start > timeout:
+            if "in use" not in str(exc):
                 raise
-            time.sleep(2)
+            return NotYet(str(exc))
+        return True
+
+    wait_for(f"kafka-{node}'s ports to be free", started, timeout, interval=2)
     wait_in_sync(lab, timeout)
     return time.monotonic() - start
 
@@ -445,14 +447,12 @@ def read_numbers(lab: Lab, topic: str, prefix: str = "", timeout: float = 30.0) 
     Just after an election the new leader answers OFFSET_NOT_AVAILABLE until its high
     watermark has caught up (a follower has fetched in the new leader epoch): ask again.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return numbers((r["value"] for r in read_all(lab, topic, timeout)), prefix)
-        except KafkaException as exc:
-            if time.monotonic() > deadline:
-                raise LabError(f"could not read {topic!r}: {exc.args[0].str()}") from None
-            time.sleep(0.5)
+    return until_answered(
+        f"the records of {topic!r}",
+        lambda: numbers((r["value"] for r in read_all(lab, topic, timeout)), prefix),
+        timeout,
+        interval=0.5,
+    )
 
 
 # -- Kafka's own verifiable tools: an independent witness -----------------------------------------

@@ -49,6 +49,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from lab_env.config import load_config
 from lab_env.group_offsets import Client, committed_on
+from lab_env.waiting import eventually
 
 # The broker's floor for session.timeout.ms (group.min.session.timeout.ms): a static member that
 # stopped is dropped from the group 6 s later instead of 45 s.
@@ -457,14 +458,12 @@ def wait_until_caught_up(
 ) -> bool:
     """Poll the group's committed offsets until they pass ``ends`` (True), the deadline passes or
     ``alive()`` turns false (False)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if caught_up(committed_offsets(lab, group, topic), ends):
-            return True
-        if not alive():
-            return caught_up(committed_offsets(lab, group, topic), ends)
-        time.sleep(0.2)
-    return False
+    eventually(
+        lambda: not alive() or caught_up(committed_offsets(lab, group, topic), ends),
+        timeout,
+        interval=0.2,
+    )
+    return caught_up(committed_offsets(lab, group, topic), ends)
 
 
 class WorkerProcess:

@@ -151,33 +151,41 @@ def user_exists(admin: AdminClient, name: str) -> bool:
         raise LabError(f"Could not look up user {name!r}: {exc.args[0].str()}") from None
 
 
+def _user_exists(lab: Lab, name: str) -> bool:
+    with admin_client(lab) as admin:
+        return user_exists(admin, name)
+
+
 def add_learner(lab: Lab, name: str, password: str | None = None) -> Learner:
     """Create (or re-key) the learner's SCRAM user and grant their namespace; the progress
-    topic is created too, since learners may only write to it."""
+    topic is created too, since learners may only write to it. Every broker knows the user and
+    its grants on return (the metadata barrier)."""
     learner_name(name)
     password = password or secrets.token_urlsafe(12)
-    admin = admin_client(lab)
-    security.upsert_user(admin, name, password)
-    try:
-        grant(admin, bindings(name))
-    except KafkaException as exc:
-        raise LabError(f"Granting {name}'s ACLs failed: {exc.args[0].str()}") from None
+    with admin_client(lab) as admin:
+        security.upsert_user(admin, name, password)
+        try:
+            grant(admin, bindings(name))
+        except KafkaException as exc:
+            raise LabError(f"Granting {name}'s ACLs failed: {exc.args[0].str()}") from None
     progress.ensure_topic(lab)
+    lab.wait_for_metadata()
     return Learner(name, password, snippet(lab, name, password))
 
 
 def remove_learner(lab: Lab, name: str) -> int:
     """Delete the learner's user and every ACL it holds; returns how many ACLs went."""
     learner_name(name)
-    admin = admin_client(lab)
-    existed = user_exists(admin, name)
-    try:
-        removed = revoke_all(admin, principal(name))
-    except KafkaException as exc:
-        raise LabError(f"Removing {name}'s ACLs failed: {exc.args[0].str()}") from None
-    if not existed and not removed:
-        raise LabError(f"There is no learner {name!r}: no such user, no ACLs.")
-    security.delete_user(admin, name)
+    with admin_client(lab) as admin:
+        existed = user_exists(admin, name)
+        try:
+            removed = revoke_all(admin, principal(name))
+        except KafkaException as exc:
+            raise LabError(f"Removing {name}'s ACLs failed: {exc.args[0].str()}") from None
+        if not existed and not removed:
+            raise LabError(f"There is no learner {name!r}: no such user, no ACLs.")
+        security.delete_user(admin, name)
+    lab.wait_for_metadata()
     return removed
 
 
@@ -196,7 +204,7 @@ def reset_learner(lab: Lab, name: str) -> tuple[list[str], list[str]]:
     """Delete every topic and consumer group in the learner's namespace (the user and its
     ACLs stay); returns what was deleted."""
     topics, groups = learner_topics(lab, name), learner_groups(lab, name)
-    if not topics and not groups and not user_exists(admin_client(lab), name):
+    if not topics and not groups and not _user_exists(lab, name):
         raise LabError(f"There is no learner {name!r}: no such user, and no {name}.* topics.")
     for topic in topics:
         lab.delete_topic(topic)

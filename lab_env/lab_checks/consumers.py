@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from lab_env.api import Lab
 from lab_env.checks import LabCheckError, passed, require
 from lab_env.consuming import committed_offsets, end_offsets, produce_numbered
+from lab_env.waiting import eventually
 
 # What the checks add to the learner's configuration: the classic protocol (KIP-848 groups do
 # not let a client set these timeouts), a session that expires in 6 s (the broker's
@@ -337,15 +338,6 @@ def _error_text(worker: Worker) -> str:
     return f"{worker.name}'s work() raised {raised}.{hint}"
 
 
-def _wait(condition: Callable[[], bool], timeout: float = WORKER_WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def _validate(config: object, work: object) -> dict[str, Any]:
     require(
         isinstance(config, dict),
@@ -487,7 +479,7 @@ def check_commits_follow_processing(
     with Run(lab, "crash", 3, config, work) as run:
         run.produce(records)
         first = run.worker("worker-1", crash=lambda w: w.count == crash_at)
-        _wait(lambda: not first.running)
+        eventually(lambda: not first.running, WORKER_WAIT_S, 0.05)
         run.require_healthy()
         require(
             not first.running or first.crashed,
@@ -509,7 +501,7 @@ def check_commits_follow_processing(
 
         second = run.worker("worker-2")
         ends = run.ends()
-        _wait(lambda: not second.running or run.all_processed(ends))
+        eventually(lambda: not second.running or run.all_processed(ends), WORKER_WAIT_S, 0.05)
         run.finish()
         run.require_healthy()
         run.require_not_ahead(run.ahead, "While worker-2 ran")
@@ -545,7 +537,9 @@ def check_rebalances(
             stall=lambda w: second_half.is_set(),
             on_stall_end=lambda: stall_ahead.extend(run.sample_commits()),
         )
-        started = _wait(lambda: first.count >= records // 8 or not first.running)
+        started = eventually(
+            lambda: first.count >= records // 8 or not first.running, WORKER_WAIT_S, 0.05
+        )
         run.require_healthy()
         require(
             started and first.running,
@@ -567,7 +561,7 @@ def check_rebalances(
         def both() -> bool:
             return first.running and second.running
 
-        joined = _wait(lambda: assigned("worker-2") or not both())
+        joined = eventually(lambda: assigned("worker-2") or not both(), WORKER_WAIT_S, 0.05)
         run.require_healthy()
         require(
             joined and second.running,
@@ -575,11 +569,11 @@ def check_rebalances(
             "subscribe with consumer.subscribe([topic], ...) and keep polling.",
         )
         first_ends = run.ends()
-        _wait(lambda: run.all_processed(first_ends) or not both())
+        eventually(lambda: run.all_processed(first_ends) or not both(), WORKER_WAIT_S, 0.05)
         run.require_healthy()
         run.produce(records - first_half)
         second_half.set()
-        _wait(lambda: first.stalled is not None or not first.running, STALL_S + 20)
+        eventually(lambda: first.stalled is not None or not first.running, STALL_S + 20, 0.05)
         run.require_healthy()
         require(
             first.stalled is not None,
@@ -588,7 +582,11 @@ def check_rebalances(
         )
         stall_start, stall_end = first.stalled
         ends = run.ends()
-        _wait(lambda: (assigned("worker-1", stall_end) and run.all_processed(ends)) or not both())
+        eventually(
+            lambda: (assigned("worker-1", stall_end) and run.all_processed(ends)) or not both(),
+            WORKER_WAIT_S,
+            0.05,
+        )
         back = assigned("worker-1", stall_end)
         run.finish()
         run.require_healthy()

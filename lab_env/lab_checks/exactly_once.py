@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from lab_env.transactional_worker import (
     transform,
     wait_until_caught_up,
 )
+from lab_env.waiting import eventually
 
 PARTITIONS = 3
 RECORDS = 60
@@ -442,12 +442,14 @@ class Scenario:
     def output_pairs(self, isolation_level: str = "read_committed") -> list[tuple[Any, Any]]:
         """The output's (key, value) pairs. Commit markers reach the partitions a moment after
         commit_transaction() returns, so a short output is read again for a few seconds."""
-        deadline = time.monotonic() + 5
-        while True:
-            records = read_all(self.lab, self.output, isolation_level=isolation_level)
-            if len(records) >= len(self.inputs) or time.monotonic() > deadline:
-                return [(r["key"], r["value"]) for r in records]
-            time.sleep(0.5)
+        read: list[dict[str, Any]] = []
+
+        def complete() -> bool:
+            read[:] = read_all(self.lab, self.output, isolation_level=isolation_level)
+            return len(read) >= len(self.inputs)
+
+        eventually(complete, 5, interval=0.5)
+        return [(r["key"], r["value"]) for r in read]
 
 
 # -- what every check requires of the worker's clients ---------------------------------------------

@@ -22,6 +22,7 @@ from lab_env.api import Lab
 from lab_env.checks import passed, require
 from lab_env.group_offsets import committed_on
 from lab_env.health import quorum_leader
+from lab_env.waiting import eventually
 
 RATE_WINDOW = "1m"
 FIRING_BOUND = 45.0  # seconds from the kill for the learner's alert to fire
@@ -170,16 +171,6 @@ def under_replicated_partitions(lab: Lab) -> int:
     )
 
 
-def _wait(condition: Any, timeout: float, interval: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
 # ---- checks ---------------------------------------------------------------------------------
 
 
@@ -198,7 +189,7 @@ def check_messages_in_rate(lab: Lab, query: str, topic: str, records: int = 300)
     # A counter's first sample is its baseline: rate() sees only increases after it, so the
     # check waits until Prometheus has the topic's counter before producing more.
     require(
-        _wait(lambda: len(pq.instant(url, counter)) > 0, 30, 0.5),
+        eventually(lambda: len(pq.instant(url, counter)) > 0, 30, 0.5),
         f"Prometheus has no messages-in counter for {topic!r} after 30 s: produce to it first "
         "(the set-up cell).",
     )
@@ -220,7 +211,7 @@ def check_messages_in_rate(lab: Lab, query: str, topic: str, records: int = 300)
         return seen["rate"] > 0
 
     require(
-        _wait(scraped, 40),
+        eventually(scraped, 40, 1.0),
         f"Prometheus did not show the check's records within 40 s (counter {seen}, expected "
         f"at least {start + records:g}): is every broker's exporter up (`lab status`)?",
     )
@@ -272,7 +263,7 @@ def check_group_lag(lab: Lab, query: str, group: str, topic: str) -> None:
         return len(got) == 1 and got["value"].iloc[0] == truth
 
     require(
-        _wait(exported, 30),
+        eventually(exported, 30, 1.0),
         f"Prometheus has not seen lag {truth} for {group!r} within 30 s: is the lag exporter up "
         "(`lab status`)?",
     )
@@ -314,7 +305,7 @@ def check_broker_down_alert(lab: Lab, rule_text: str, within: float = FIRING_BOU
     try:
         monitoring.reload(lab.config)
         require(
-            _wait(lambda: _rule_state(lab, path) is not None, 20),
+            eventually(lambda: _rule_state(lab, path) is not None, 20, 1.0),
             "Prometheus did not load your rule file within 20 s.",
         )
         leader = quorum_leader(lab.config)
@@ -329,7 +320,7 @@ def check_broker_down_alert(lab: Lab, rule_text: str, within: float = FIRING_BOU
                     timeline.append((round(time.monotonic() - start, 1), state))
                 return state == "firing"
 
-            ok = _wait(fired, within)
+            ok = eventually(fired, within, 1.0)
         finally:
             lab.backend.up(lambda m: None)
         steps = ", ".join(f"{state} at {at:.0f} s" for at, state in timeline)

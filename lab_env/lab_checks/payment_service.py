@@ -61,6 +61,7 @@ from lab_env.lab_checks.exactly_once import (
     require_transactional_id,
 )
 from lab_env.records import read_all
+from lab_env.waiting import eventually
 
 RISK_THRESHOLD = fs.RISK_THRESHOLD
 ORDERS = 120
@@ -403,11 +404,11 @@ def _drive(run: Run, payment_loop: Function) -> tuple[bool, bool]:
     # second part's transactions commit offsets past it. A loop that does not rewind has then
     # lost the first part for good (a replacement resumes from the committed offsets).
     run.pipeline.place(run.orders[:quarter])
-    deadline = time.monotonic() + WAVE_S
-    while not run.faults.injected and first.alive() and time.monotonic() < deadline:
-        if run.pipeline.ended() >= quarter:
-            break  # no transaction, or none that sends offsets
-        time.sleep(0.2)
+    eventually(  # the fault, or an end without it (no transaction, or none that sends offsets)
+        lambda: run.faults.injected or not first.alive() or run.pipeline.ended() >= quarter,
+        WAVE_S,
+        interval=0.2,
+    )
     run.pipeline.place(run.orders[quarter:half])
     first_wave = run.wait_ended(half, first)
     raise_check_errors(*run.instances)
@@ -416,9 +417,7 @@ def _drive(run: Run, payment_loop: Function) -> tuple[bool, bool]:
     run.write_malformed()  # after the first wave: the aborted first batch holds orders
     run.faults.armed.set()
     run.pipeline.place(run.orders[half:])
-    deadline = time.monotonic() + FREEZE_WAIT_S
-    while first.alive() and not run.faults.frozen.is_set() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    eventually(lambda: not first.alive() or run.faults.frozen.is_set(), FREEZE_WAIT_S, 0.2)
     if not run.faults.frozen.is_set():
         return first_wave, False
     replacement = run.start_instance(payment_loop)

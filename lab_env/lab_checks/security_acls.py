@@ -105,17 +105,18 @@ def connect(config: dict[str, Any], timeout: float = 6.0) -> Outcome:
     except KafkaException as exc:  # refused by the client itself (e.g. a bad setting)
         return _error(exc.args[0])
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            client.list_topics(timeout=0.5)
-            return Outcome(True)
-        except KafkaException:
-            client.poll(0.1)
-        specific = [e for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
-        if specific:
-            return _error(specific[0])
-        if errors and collector.failures:
-            return _error(errors[0], collector.failures[0])
+    with client:
+        while time.monotonic() < deadline:
+            try:
+                client.list_topics(timeout=0.5)
+                return Outcome(True)
+            except KafkaException:
+                client.poll(0.1)
+            specific = [e for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
+            if specific:
+                return _error(specific[0])
+            if errors and collector.failures:
+                return _error(errors[0], collector.failures[0])
     if errors:
         return _error(errors[0])
     return Outcome(False, "_TIMED_OUT", f"no metadata within {timeout:.0f} s")
@@ -123,7 +124,8 @@ def connect(config: dict[str, Any], timeout: float = 6.0) -> Outcome:
 
 def visible_topics(config: dict[str, Any], timeout: float = 10.0) -> set[str]:
     """The topics the metadata shows this principal (those it may DESCRIBE)."""
-    return set(AdminClient({**config, **QUIET}).list_topics(timeout=timeout).topics)
+    with AdminClient({**config, **QUIET}) as client:
+        return set(client.list_topics(timeout=timeout).topics)
 
 
 def produce(
@@ -153,7 +155,8 @@ def produce(
 def read(config: dict[str, Any], topic: str, timeout: float = 8.0) -> Outcome:
     """Read ``topic`` without a consumer group (assigned partitions, explicit offsets): what
     READ on the topic alone allows. Allowed when a record arrives (the topic must hold one)."""
-    metadata = AdminClient({**config, **QUIET}).list_topics(topic, timeout=10).topics.get(topic)
+    with AdminClient({**config, **QUIET}) as client:
+        metadata = client.list_topics(topic, timeout=10).topics.get(topic)
     if metadata is None or metadata.error is not None:
         # Without DESCRIBE the metadata hides the topic (same answer whether it exists or not).
         return _error(metadata.error) if metadata else Outcome(False, "UNKNOWN_TOPIC_OR_PART")
@@ -237,7 +240,8 @@ def consume(
 
 def _admin_call(config: dict[str, Any], call: Callable[[AdminClient], Any]) -> Outcome:
     try:
-        call(AdminClient({**config, **QUIET}))
+        with AdminClient({**config, **QUIET}) as client:
+            call(client)
         return Outcome(True)
     except KafkaException as exc:
         return _error(exc.args[0])
@@ -309,27 +313,6 @@ def idempotent_producer_id(config: dict[str, Any], timeout: float = 10.0) -> tup
         if ids and ids[-1] >= 0:
             return Outcome(True), ids[-1]
     return Outcome(False, "_TIMED_OUT", f"no producer id within {timeout:.0f} s"), -1
-
-
-def until(
-    attempt: Callable[[], Outcome], done: Callable[[Outcome], bool], timeout: float = 15.0
-) -> Outcome:
-    """Repeat ``attempt`` until ``done(outcome)`` (at most ``timeout`` seconds); return the last
-    outcome.
-
-    CreateAcls returns once the controller has committed the ACL; each broker applies it from
-    the metadata log a moment later, so the first attempt after a grant may still be denied."""
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = attempt()
-        if done(outcome) or time.monotonic() > deadline:
-            return outcome
-        time.sleep(0.3)
-
-
-def until_allowed(attempt: Callable[[], Outcome], timeout: float = 15.0) -> Outcome:
-    """Repeat ``attempt`` until it is allowed (see ``until``)."""
-    return until(attempt, lambda outcome: outcome.allowed, timeout)
 
 
 # -- ACLs ----------------------------------------------------------------------------------------
@@ -454,6 +437,10 @@ def broad_grants(
 
 
 def _authenticated(lab: Lab, user: str, password: str) -> dict[str, Any]:
+    """``user``'s client settings, once it can log in. The learner's users and grants may have
+    been made with a client of their own: every broker has applied them after the barrier, so
+    each attempt below is judged once, on any broker."""
+    lab.wait_for_metadata()
     config = lab.sasl_config(user, password)
     outcome = connect(config)
     require(
@@ -462,21 +449,6 @@ def _authenticated(lab: Lab, user: str, password: str) -> dict[str, Any]:
         f"{outcome.detail}). Create it first: lab.create_user({user!r}, <its password>).",
     )
     return config
-
-
-def _settle(lab: Lab, config: dict[str, Any], topic: str, timeout: float = 10.0) -> None:
-    """Wait until every broker shows ``topic`` to this principal: each broker applies ACLs from
-    the metadata log on its own, and a forbidden attempt must not be "denied" merely because
-    the broker it reached has not applied the learner's grants yet. (A client bootstrapped to
-    one broker asks that broker for metadata.)"""
-    for port in lab.config.ports.sasl:
-        client = AdminClient({**config, **QUIET, "bootstrap.servers": f"{lab.config.host}:{port}"})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            entry = client.list_topics(topic, timeout=5).topics.get(topic)
-            if entry is not None and entry.error is None:
-                break
-            time.sleep(0.2)
 
 
 def _denied(outcome: Outcome, sentence: str) -> None:
@@ -497,7 +469,7 @@ def check_orders_service(
     marker = f"lab09-orders-{uuid.uuid4().hex[:8]}"
     values = [f"{marker}-{i}" for i in range(5)]
     idempotent = {**config, "enable.idempotence": True, "acks": "all"}
-    written = until_allowed(lambda: produce(idempotent, topic, values), timeout=10)
+    written = produce(idempotent, topic, values)
     require(
         written.allowed,
         f"{user} could not write {topic!r} with an idempotent producer ({written.code}: "
@@ -509,7 +481,6 @@ def check_orders_service(
         f"{len(stored)} of the {len(values)} records {user} wrote are on {topic!r}: an "
         "idempotent producer stores each record exactly once.",
     )
-    _settle(lab, config, topic)
     _denied(read(config, topic), f"{user} could read {topic!r}: the orders service only writes it.")
     _denied(
         produce(config, other_topic),
@@ -546,10 +517,7 @@ def check_shipping_service(
     for i in range(3):
         producer.produce(topic, value=marker + f"-{i}".encode())
     require(producer.flush(30) == 0, f"could not write test records to {topic!r}.")
-    consumed = until_allowed(
-        lambda: consume(config, topic, group, lambda v: bool(v and v.startswith(marker)), 3),
-        timeout=10,
-    )
+    consumed = consume(config, topic, group, lambda v: bool(v and v.startswith(marker)), 3)
     if consumed.code == "GROUP_AUTHORIZATION_FAILED" and read(config, topic).allowed:
         require(
             False,
@@ -572,7 +540,6 @@ def check_shipping_service(
         f"group {group!r} has not committed to the end of {topic!r} (partitions behind: "
         f"{behind}): committing offsets needs READ on the group.",
     )
-    _settle(lab, config, topic)
     _denied(produce(config, topic), f"{user} could write {topic!r}: shipping only reads it.")
     _denied(read(config, other_topic), f"{user} could read {other_topic!r}.")
     _denied(produce(config, other_topic), f"{user} could write {other_topic!r}.")
@@ -594,15 +561,12 @@ def check_shipping_service(
 
 
 def _end_offsets(lab: Lab, topic: str) -> dict[int, int]:
-    consumer = lab.consumer(f"lab09-ends-{uuid.uuid4().hex[:8]}")
-    try:
-        partitions = lab.admin().list_topics(topic, timeout=10).topics[topic].partitions
+    with lab.consumer(f"lab09-ends-{uuid.uuid4().hex[:8]}") as consumer:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
             for p in partitions
         }
-    finally:
-        consumer.close()
 
 
 def check_least_privilege(
@@ -610,7 +574,6 @@ def check_least_privilege(
 ) -> None:
     """The ACLs of both users, read back with describe_acls: nothing broader than the services
     use (no ALL, no '*', no PREFIXED, no cluster grants), and no grant to every user."""
-    admin = lab.admin()
     needs = {
         orders_user: {(ResourceType.TOPIC, topic): {AclOperation.WRITE}},
         shipping_user: {
@@ -618,28 +581,29 @@ def check_least_privilege(
             (ResourceType.GROUP, group): {AclOperation.READ},
         },
     }
-    for user, need in needs.items():
-        bindings = bindings_of(admin, f"User:{user}")
-        require(
-            bindings,
-            f"User:{user} has no ACLs at all: create its grants with create_acls.",
-        )
-        problems = broad_grants(bindings, need)
-        require(not problems, f"{len(problems)} too broad: " + " ".join(problems))
-    for resource, name in ((ResourceType.TOPIC, topic), (ResourceType.GROUP, group)):
-        matching = AclBindingFilter(
-            resource,
-            name,
-            ResourcePatternType.MATCH,
-            "User:*",
-            None,
-            AclOperation.ANY,
-            AclPermissionType.ALLOW,
-        )
-        everyone = admin.describe_acls(matching, request_timeout=30).result()
-        require(
-            not everyone,
-            f"{len(everyone)} ACLs grant User:* (every authenticated user) access to "
-            f"{resource.name} {name!r}: grant the two services by name.",
-        )
+    with lab.admin() as admin:
+        for user, need in needs.items():
+            bindings = bindings_of(admin, f"User:{user}")
+            require(
+                bindings,
+                f"User:{user} has no ACLs at all: create its grants with create_acls.",
+            )
+            problems = broad_grants(bindings, need)
+            require(not problems, f"{len(problems)} too broad: " + " ".join(problems))
+        for resource, name in ((ResourceType.TOPIC, topic), (ResourceType.GROUP, group)):
+            matching = AclBindingFilter(
+                resource,
+                name,
+                ResourcePatternType.MATCH,
+                "User:*",
+                None,
+                AclOperation.ANY,
+                AclPermissionType.ALLOW,
+            )
+            everyone = admin.describe_acls(matching, request_timeout=30).result()
+            require(
+                not everyone,
+                f"{len(everyone)} ACLs grant User:* (every authenticated user) access to "
+                f"{resource.name} {name!r}: grant the two services by name.",
+            )
     passed(f"User:{orders_user} and User:{shipping_user} hold exactly what they use")

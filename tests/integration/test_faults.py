@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import pytest
 from confluent_kafka import KafkaError
 
-from lab_env import health
 from lab_env.api import Lab
 from lab_env.embedded import EmbeddedLab
 from lab_env.errors import LabError
+from lab_env.producing import wait_in_sync
 from lab_env.replication import count, produce_numbered
+from lab_env.waiting import wait_for
 from tests.helpers import run_lab
 
 pytestmark = [pytest.mark.cluster, pytest.mark.disruptive]
@@ -37,19 +38,17 @@ class Tally:
             self.acked.add(int(msg.value()))  # type: ignore[attr-defined]
 
 
-def leader_of(lab: Lab, topic: str, partition: int = 0) -> int:
-    """The partition's leader, asked until a broker's metadata has it (a broker that has just
-    restarted may answer from metadata that does not have the topic yet)."""
-    found: list[int] = []
+def leader_of(lab: Lab, topic: str, partition: int = 0, not_on: int | None = None) -> int:
+    """The partition's leader; with ``not_on``, waited for until it is another broker (the
+    controller elects a new leader once it has fenced the old one)."""
 
-    def ask() -> bool:
-        partitions = lab.admin().list_topics(topic, timeout=10).topics[topic].partitions
-        if partition in partitions and partitions[partition].leader >= 0:
-            found.append(partitions[partition].leader)
-        return bool(found)
+    def ask() -> int | None:
+        with lab.admin() as admin:
+            leader = admin.list_topics(topic, timeout=10).topics[topic].partitions[partition].leader
+        return leader if leader >= 0 and leader != not_on else None
 
-    health.wait_for(f"a leader for {topic}[{partition}]", ask, timeout=30, interval=0.5)
-    return found[-1]
+    what = f"a leader for {topic}[{partition}]" + (f" other than {not_on}" if not_on else "")
+    return wait_for(what, ask, timeout=60, interval=0.2)
 
 
 def read_values(lab: Lab, topic: str, expected: int, timeout: float = 60) -> list[int]:
@@ -64,18 +63,6 @@ def read_values(lab: Lab, topic: str, expected: int, timeout: float = 60) -> lis
             break
     consumer.close()
     return values
-
-
-def wait_fully_replicated(lab: Lab, timeout: float = 120) -> None:
-    health.wait_for(
-        "every partition back in sync",
-        lambda: (
-            (v := health.cluster_view(lab.config))
-            and v.under_replicated == 0
-            and len(v.brokers) == 3
-        ),
-        timeout,
-    )
 
 
 def test_killing_the_leader_loses_nothing_acknowledged(
@@ -98,7 +85,7 @@ def test_killing_the_leader_loses_nothing_acknowledged(
         flush_timeout=120,
     )
     assert kills[0].returncode == 0, kills[0].stderr
-    new_leader = leader_of(lab, topic)
+    new_leader = leader_of(lab, topic, not_on=victim)
     restarted = run_lab("start", str(victim))
     assert restarted.returncode == 0, restarted.stderr
 
@@ -113,7 +100,7 @@ def test_killing_the_leader_loses_nothing_acknowledged(
     assert run.failed == {}  # two of three replicas stayed in sync: every write succeeded
     assert set(values) == set(range(RECORDS))
     assert run.epoch_bump_explains(values), (tally.duplicated, run.producer_epoch)
-    wait_fully_replicated(lab)
+    wait_in_sync(lab)
 
 
 def state(embedded: EmbeddedLab, name: str) -> str:
@@ -138,7 +125,7 @@ def test_pause_and_resume_a_node(
     assert producer.flush(90) == 0
     assert errors == []
     assert state(embedded, "kafka-3") == "running"
-    wait_fully_replicated(lab)
+    wait_in_sync(lab)
 
 
 def test_up_resumes_a_paused_node(lab: Lab, embedded: EmbeddedLab) -> None:
@@ -170,6 +157,11 @@ def committed_group(lab: Lab, topic: str) -> str:
     return group
 
 
+def coordinator_of(lab: Lab, group: str) -> int:
+    with lab.admin() as admin:
+        return admin.describe_consumer_groups([group])[group].result().coordinator.id
+
+
 def groups_listed(lab: Lab) -> set[str]:
     return {g.group_id for g in lab.admin().list_consumer_groups(request_timeout=10).result().valid}
 
@@ -179,12 +171,16 @@ def test_delete_groups_after_the_coordinator_moved(
 ) -> None:
     topic = make_topic(partitions=1)
     group = committed_group(lab, topic)
-    # The shared client learns (and caches) the group's coordinator.
-    coordinator = lab.admin().describe_consumer_groups([group])[group].result().coordinator.id
+    coordinator = coordinator_of(lab, group)
     assert run_lab("kill", str(coordinator)).returncode == 0
-    time.sleep(6)  # the coordinator's partitions move to another broker
+    wait_for(
+        f"the group's coordinator to move from kafka-{coordinator}",
+        lambda: coordinator_of(lab, group) != coordinator,
+        timeout=60,
+        interval=0.5,
+    )
     assert run_lab("start", str(coordinator), timeout=180).returncode == 0
-    wait_fully_replicated(lab)
+    wait_in_sync(lab)
     lab.delete_groups(group, timeout=60)
     assert group not in groups_listed(lab)
     lab.delete_groups(group, timeout=5)  # already gone: fine
@@ -198,7 +194,7 @@ def test_delete_groups_refuses_a_group_with_members_in_a_sentence(
     member = lab.consumer(group)
     member.subscribe([topic])
     try:
-        health.wait_for(
+        wait_for(
             "the member to join",
             lambda: bool(member.poll(0.5) or member.assignment()),
             timeout=30,

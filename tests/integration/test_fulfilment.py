@@ -28,6 +28,7 @@ from lab_env.fulfilment_analytics import ENDINGS, Analytics
 from lab_env.fulfilment_pipeline import Pipeline
 from lab_env.fulfilment_reconcile import Reconciliation, reconcile
 from lab_env.records import read_all
+from lab_env.waiting import wait_for
 from tests.helpers import run_lab
 
 pytestmark = pytest.mark.cluster
@@ -115,9 +116,10 @@ def test_a_service_killed_mid_run_and_restarted_leaves_the_run_exact(run: Run, v
     pipeline.start_all()
     half = len(run.orders) // 2
     run.place(run.orders[:half])
-    deadline = time.monotonic() + 60
-    while pipeline.ended() < half // 2 and time.monotonic() < deadline:
-        time.sleep(0.5)  # the pipeline is busy: the kill lands mid-run
+    # The pipeline is busy: the kill lands mid-run.
+    wait_for(
+        "a quarter of the orders to end", lambda: pipeline.ended() >= half // 2, 60, interval=0.5
+    )
     pipeline.kill(victim)
     run.place(run.orders[half:])
     pipeline.start(victim)  # same instance number: fences the killed one, aborts its transaction
@@ -188,10 +190,13 @@ def test_lab_orders_runs_scales_kills_and_tidies_a_pipeline(lab: Lab) -> None:
         assert "killed payment instance 3" in orders("kill", "payment", "--instance", "3")
         refused = run_lab("orders", "--prefix", prefix, "scale", "payment", "7")
         assert refused.returncode != 0 and "never has more active members" in refused.stderr
-        deadline = time.monotonic() + 90
-        while "ended: 60 " not in (status := orders("status")) and time.monotonic() < deadline:
-            time.sleep(2)
-        assert "ended: 60 " in status and "dead letters: 0" in status, status
+
+        def all_ended() -> str | None:
+            shown = orders("status")
+            return shown if "ended: 60 " in shown else None
+
+        status = wait_for("`lab orders status` to show 60 ended", all_ended, 90, interval=2)
+        assert "dead letters: 0" in status, status
     finally:
         down = run_lab("orders", "--prefix", prefix, "down", "--delete")
     assert down.returncode == 0, down.stderr

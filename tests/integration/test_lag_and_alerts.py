@@ -19,9 +19,9 @@ from lab_env import monitoring
 from lab_env.api import Lab
 from lab_env.embedded import LAG_EXPORTER, EmbeddedLab
 from lab_env.group_offsets import committed_on
-from lab_env.health import wait_for
+from lab_env.producing import wait_in_sync
+from lab_env.waiting import wait_for
 from tests.helpers import run_lab
-from tests.integration.test_faults import wait_fully_replicated
 
 pytestmark = pytest.mark.cluster
 
@@ -136,7 +136,7 @@ def test_alerts_fire_during_a_broker_fault_and_resolve(
     finally:
         restarted = run_lab("up")
     assert restarted.returncode == 0, restarted.stderr
-    wait_fully_replicated(lab)
+    wait_in_sync(lab)
     wait_for(
         "the alerts to resolve",
         watch(lambda s: "KafkaBrokerDown" not in s and "KafkaUnderReplicatedPartitions" not in s),

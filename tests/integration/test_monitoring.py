@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
@@ -11,6 +10,7 @@ import requests
 from lab_env import monitoring
 from lab_env.api import Lab
 from lab_env.config import NODE_IDS
+from lab_env.waiting import wait_for
 from tests.helpers import run_lab
 
 pytestmark = pytest.mark.cluster
@@ -53,13 +53,14 @@ def test_prometheus_sees_messages_arrive(lab: Lab, topic: str) -> None:
         producer.produce(topic, value=str(i))
     producer.flush(10)
     promql = f'sum(kafka_server_brokertopicmetrics_messagesin_total{{topic="{topic}"}})'
-    deadline = time.monotonic() + 30
-    seen = 0.0
-    while time.monotonic() < deadline and seen < 500:
+
+    def counted() -> float:
         result = query(lab, promql)
-        seen = float(result[0]["value"][1]) if result else 0.0
-        time.sleep(1)
-    assert seen == 500  # leaders count each record once
+        return float(result[0]["value"][1]) if result else 0.0
+
+    # Prometheus scrapes every 5 s; leaders count each record once, so the sum stops at 500.
+    wait_for("Prometheus to count 500 messages in", lambda: counted() >= 500, 30, interval=1)
+    assert counted() == 500
 
 
 def test_status_json(lab: Lab) -> None:

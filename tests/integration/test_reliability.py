@@ -23,10 +23,13 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from lab_env import tools
 from lab_env.api import Lab
+from lab_env.consuming import end_offsets
 from lab_env.embedded import EmbeddedLab
+from lab_env.producing import wait_in_sync
 from lab_env.records import read_all
+from lab_env.waiting import wait_for
 from tests.helpers import run_lab
-from tests.integration.test_faults import Tally, leader_of, wait_fully_replicated
+from tests.integration.test_faults import Tally, leader_of
 
 pytestmark = [pytest.mark.cluster, pytest.mark.disruptive]
 
@@ -103,7 +106,7 @@ def test_two_of_three_brokers_down_refuses_writes_and_loses_nothing(
     )
     assert lost == set()
     assert duplicated == 0
-    wait_fully_replicated(lab)
+    wait_in_sync(lab)
 
 
 def test_whole_lab_crash_keeps_acknowledged_records_and_committed_offsets(
@@ -155,7 +158,7 @@ def test_whole_lab_crash_keeps_acknowledged_records_and_committed_offsets(
     assert lost == set()
     assert len(read) == len(set(read)) == BEFORE
     assert recovered == committed
-    wait_fully_replicated(lab)
+    wait_in_sync(lab)
 
 
 def verifiable(lab: Lab, tool: str, args: list[str], timeout: float) -> list[dict]:
@@ -193,7 +196,15 @@ def test_kafka_verifiable_clients_witness_a_leader_kill(
         text=True,
     )
     try:
-        time.sleep(4)  # about a third of the stream
+        wait_for(  # a third of the stream written before the kill
+            "the verifiable producer to write a third of its records",
+            lambda: (
+                producer.poll() is not None
+                or sum(end_offsets(lab, topic, 1).values()) >= WITNESSED // 3
+            ),
+            timeout=60,
+            interval=0.05,
+        )
         assert run_lab("kill", str(victim)).returncode == 0
         out, err = producer.communicate(timeout=180)
     finally:
@@ -232,4 +243,4 @@ def test_kafka_verifiable_clients_witness_a_leader_kill(
     assert len(acked) == len(set(acked)) and failed == []
     assert set(acked) <= set(python) and len(python) == len(set(python))
     assert sorted(java) == sorted(python)
-    wait_fully_replicated(lab)
+    wait_in_sync(lab)

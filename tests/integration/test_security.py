@@ -76,21 +76,24 @@ def consume_error(config: dict[str, Any], topic: str, group: str) -> KafkaError 
 
 
 @pytest.fixture
-def admin(lab: Lab) -> AdminClient:
-    """The lab's super user, over SASL_SSL."""
-    return AdminClient(
+def admin(lab: Lab) -> Iterator[AdminClient]:
+    """The lab's super user, over SASL_SSL, for one test."""
+    with AdminClient(
         {**security.sasl_config(lab.config, security.ADMIN, security.admin_password(lab.config))}
-    )
+    ) as client:
+        yield client
 
 
 @pytest.fixture
-def grant(admin: AdminClient) -> Iterator[Callable[..., None]]:
-    """Create ACL bindings; every binding for the principals used is deleted afterwards."""
+def grant(lab: Lab, admin: AdminClient) -> Iterator[Callable[..., None]]:
+    """Create ACL bindings, in effect on every broker on return (the metadata barrier); every
+    binding for the principals used is deleted afterwards."""
     principals: set[str] = set()
 
     def create(principal: str, *binding: Any, **options: Any) -> None:
         principals.add(principal)
         acls.grant(admin, [acls.allow(principal, *binding, **options)])
+        lab.wait_for_metadata()
 
     yield create
     for principal in principals:
@@ -109,24 +112,13 @@ def _forget_users(lab: Lab) -> Iterator[None]:
 
 
 def scram_user(lab: Lab) -> tuple[str, str]:
-    """A new SCRAM user with a random password, usable once authentication succeeds."""
+    """A new SCRAM user with a random password: every broker knows it when create_user
+    returns, so it logs in at the first attempt."""
     user, password = f"user-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     lab.create_user(user, password)
     CREATED_USERS.append(user)
-    config = security.sasl_config(lab.config, user, password)
-    deadline = time.monotonic() + 20
-    while refusal(config, 3):
-        assert time.monotonic() < deadline, f"SCRAM user {user} never became usable"
-        time.sleep(0.5)
+    assert refusal(security.sasl_config(lab.config, user, password)) == []
     return user, password
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    """ACLs reach every broker through the metadata log, a moment after CreateAcls returns."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} within {timeout} s"
-        time.sleep(0.5)
 
 
 def secured(lab: Lab, listener: str) -> str:
@@ -246,7 +238,7 @@ def test_tls_principal_is_the_certificate_common_name(
     config = security.tls_config(lab.config, name)
     assert produce_error(config, topic).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     grant(f"User:{name}", ResourceType.TOPIC, topic, AclOperation.WRITE)
-    wait_until(lambda: produce_error(config, topic) is None, "the WRITE ACL took effect")
+    assert produce_error(config, topic) is None
 
 
 def test_least_privilege_producer_and_consumer(
@@ -260,20 +252,15 @@ def test_least_privilege_producer_and_consumer(
     group = f"g-{consumer_user}"
 
     grant(f"User:{producer_user}", ResourceType.TOPIC, allowed, AclOperation.WRITE)
-    wait_until(lambda: produce_error(producer, allowed) is None, "the producer may write")
+    assert produce_error(producer, allowed) is None
     assert produce_error(producer, other).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
     grant(f"User:{consumer_user}", ResourceType.TOPIC, allowed, AclOperation.READ)
     # READ on the topic is not enough: a consumer group needs READ on the group too.
-    wait_until(
-        lambda: (
-            (e := consume_error(consumer, allowed, group)) is not None
-            and e.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
-        ),
-        "the group is still denied",
-    )
+    error = consume_error(consumer, allowed, group)
+    assert error is not None and error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
     grant(f"User:{consumer_user}", ResourceType.GROUP, group, AclOperation.READ)
-    wait_until(lambda: consume_error(consumer, allowed, group) is None, "the consumer reads")
+    assert consume_error(consumer, allowed, group) is None
     # The consumer may not write, and the producer may not read.
     assert produce_error(consumer, allowed).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     error = consume_error(producer, allowed, f"g-{producer_user}")
@@ -293,7 +280,7 @@ def test_prefixed_acl_covers_a_team_namespace_only(lab: Lab, grant: Callable[...
         config = security.sasl_config(lab.config, user, password)
         prefixed = ResourcePatternType.PREFIXED
         grant(f"User:{user}", ResourceType.TOPIC, team, AclOperation.WRITE, prefixed)
-        wait_until(lambda: produce_error(config, inside) is None, "the prefixed ACL took effect")
+        assert produce_error(config, inside) is None
         assert produce_error(config, outside).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     finally:
         for name in (inside, outside):
@@ -304,7 +291,7 @@ def test_deny_wins_over_allow(lab: Lab, topic: str, grant: Callable[..., None]) 
     user, password = scram_user(lab)
     config = security.sasl_config(lab.config, user, password)
     grant(f"User:{user}", ResourceType.TOPIC, topic, AclOperation.WRITE)
-    wait_until(lambda: produce_error(config, topic) is None, "the WRITE ACL took effect")
+    assert produce_error(config, topic) is None
     grant(
         f"User:{user}",
         ResourceType.TOPIC,
@@ -312,13 +299,8 @@ def test_deny_wins_over_allow(lab: Lab, topic: str, grant: Callable[..., None]) 
         AclOperation.WRITE,
         permission=AclPermissionType.DENY,
     )
-    wait_until(
-        lambda: (
-            (e := produce_error(config, topic)) is not None
-            and e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-        ),
-        "the DENY ACL took effect",
-    )
+    denied = produce_error(config, topic)
+    assert denied is not None and denied.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
 def test_ordinary_user_cannot_create_topics_or_grant_itself_acls(lab: Lab) -> None:

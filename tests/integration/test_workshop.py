@@ -1,9 +1,14 @@
 """Workshops on the live lab: check attempts recorded to the progress topic, recording that never
-breaks a check, learners isolated in their own namespaces, `lab progress` and the instructor's
-notebook.
+breaks a check, learners isolated in their own namespaces, the solved labs run by a learner
+confined to their namespace, `lab progress` and the instructor's notebook.
 
 Every test records to a topic of its own (``KAFKA_LAB_PROGRESS_TOPIC``), deleted afterwards, so
-the real ``lab.progress`` only holds what learners (and the notebook tests) did.
+the real ``lab.progress`` only holds what learners (and the notebook tests) did; the confined
+learner's labs share one, granted when the learner is added.
+
+ACLs and SCRAM users are granted through the lab (``lab workshop add-learner``, in another
+process); ``lab.wait_for_metadata()`` then returns once every broker has applied them, so each
+attempt after it is made once and its outcome is the answer.
 """
 
 from __future__ import annotations
@@ -15,9 +20,8 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -35,12 +39,11 @@ from lab_env.lab_checks.security_acls import (
     describe_group,
     produce,
     read,
-    until,
-    until_allowed,
 )
 from lab_env.lab_checks.tour import check_cluster_facts, truth
+from lab_env.waiting import NotYet, wait_for
 from tests.helpers import free_ports, run_lab
-from tests.notebooks import test_notebooks
+from tests.notebooks.catalog import CONFINED_LABS
 from tests.notebooks.test_notebooks import execute
 
 pytestmark = [pytest.mark.cluster]
@@ -74,13 +77,25 @@ def learner_lab(lab: Lab, name: str) -> Lab:
     return Lab(replace(lab.config, learner=name))
 
 
-def attempts_of(lab: Lab, learner: str, count: int, timeout: float = 15.0) -> list[Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [a for a in progress.read_attempts(lab) if a.learner == learner]
-        if len(found) >= count or time.monotonic() > deadline:
-            return sorted(found, key=lambda a: a.time)
-        time.sleep(0.5)
+def attempts_of(
+    lab: Lab,
+    learner: str,
+    count: int,
+    timeout: float = 15.0,
+    besides: frozenset[progress.Attempt] = frozenset(),
+) -> list[progress.Attempt]:
+    """The learner's attempts on the progress topic (those in ``besides`` left out), oldest first,
+    once there are at least ``count``."""
+
+    def recorded() -> tuple[list[progress.Attempt]] | NotYet:
+        mine = [a for a in progress.read_attempts(lab) if a.learner == learner]
+        new = sorted((a for a in mine if a not in besides), key=lambda a: a.time)
+        if len(new) >= count:
+            return (new,)
+        return NotYet(f"{len(new)} so far: {[(a.lab, a.check, a.passed) for a in new]}")
+
+    what = f"{count} check attempt(s) recorded for learner {learner}"
+    return wait_for(what, recorded, timeout, interval=0.5)[0]
 
 
 def test_real_checks_record_passes_and_failures(
@@ -154,8 +169,11 @@ def test_recording_never_breaks_a_check(
 
 
 def add_learner(lab: Lab, name: str, tmp_path: Path) -> Lab:
+    """A learner added by `lab workshop add-learner` (another process): their SCRAM user and ACLs
+    applied on every broker on return."""
     proc = run_lab("workshop", "add-learner", name, timeout=120)
     assert proc.returncode == 0, proc.stderr
+    lab.wait_for_metadata()
     toml = tmp_path / f"{name}.toml"
     toml.write_text(proc.stdout)
     cfg = load_config({"KAFKA_LAB_CONFIG": str(toml)})
@@ -165,12 +183,14 @@ def add_learner(lab: Lab, name: str, tmp_path: Path) -> Lab:
     return Lab(cfg)
 
 
-def create_own_topic(learner: Lab, name: str) -> str:
-    """Create a topic as the learner (their CREATE grant), once the brokers apply the ACLs."""
+def create_own_topic(lab: Lab, learner: Lab, name: str) -> str:
+    """Create a topic as the learner (their CREATE grant); every broker knows it on return.
+
+    The learner's Lab addresses the cluster as an external one, where the metadata barrier does
+    not wait (``ExternalBackend.live_nodes``), so the lab's own Lab waits for it."""
     topic = learner.topic(name)
-    outcome = until_allowed(lambda: create_topic(learner.client_config(), topic), timeout=20)
-    assert outcome.allowed, outcome
     learner.create_topic(topic, partitions=1)
+    lab.wait_for_metadata()
     return topic
 
 
@@ -189,14 +209,15 @@ def learners(lab: Lab, tmp_path: Path) -> Iterator[list[Lab]]:
             assert not workshop.user_exists(admin, name), f"{name}'s user is left"
 
 
-def test_learners_are_isolated_in_their_namespaces(learners: list[Lab]) -> None:
+def test_learners_are_isolated_in_their_namespaces(lab: Lab, learners: list[Lab]) -> None:
     alice, bob = learners
-    topics = [create_own_topic(learner, "orders") for learner in learners]
+    topics = [create_own_topic(lab, learner, "orders") for learner in learners]
     groups = [learner.group("shipping") for learner in learners]
     assert topics[0] == f"{alice.config.prefix}orders" and groups[1].startswith(bob.config.prefix)
     for learner, topic, group in zip(learners, topics, groups, strict=True):
         config = learner.client_config()
-        assert until_allowed(lambda c=config, t=topic: produce(c, t, ["a", "b"])).allowed
+        written = produce(config, topic, ["a", "b"])
+        assert written.allowed, written
         assert consume(config, topic, group, count=2).allowed
     for me, (their_topic, their_group, my_topic) in (
         (alice, (topics[1], groups[1], topics[0])),
@@ -204,7 +225,7 @@ def test_learners_are_isolated_in_their_namespaces(learners: list[Lab]) -> None:
     ):
         config = me.client_config()
         assert produce(config, their_topic).code == "TOPIC_AUTHORIZATION_FAILED"
-        denied = until(lambda c=config, t=their_topic: read(c, t), lambda o: not o.allowed)
+        denied = read(config, their_topic)
         assert denied.code == "TOPIC_AUTHORIZATION_FAILED", denied
         assert describe_group(config, their_group).code == "GROUP_AUTHORIZATION_FAILED"
         assert consume(config, my_topic, their_group).code == "GROUP_AUTHORIZATION_FAILED"
@@ -212,54 +233,53 @@ def test_learners_are_isolated_in_their_namespaces(learners: list[Lab]) -> None:
         assert outside.code == "TOPIC_AUTHORIZATION_FAILED"
 
 
-# Labs a learner runs with only their own namespace's grants (lab 09 configures users and ACLs, an
-# administrator's work, so it is not among them) and the checks each must pass.
-CONFINED_LABS = {
-    "00-lab-tour": {"check_cluster_facts"},
-    "01-keys-and-compaction": {"check_per_order_ordering", "check_latest_status"},
-    "02-reliable-fast-producer": {
-        "check_fast_and_complete",
-        "check_idempotent_producer",
-        "check_no_duplicates_under_retries",
-        "check_failures_surfaced",
-    },
-    "03-at-least-once-group": {"check_commits_follow_processing", "check_rebalances"},
-    "04-transactional-worker": {"check_abort_path", "check_crash_recovery"},
-    "05-schema-evolution": {
-        "check_subject_level",
-        "check_schema_versions",
-        "check_topic_versions",
-        "check_reader_view",
-    },
-    "06-tuned-producer": {"check_tuned_producer"},
-    "10-manifests-for-a-team": {"check_kafka_user", "check_scaling_rule"},
-}
+@dataclass(frozen=True)
+class ConfinedLearner:
+    name: str
+    config_file: Path  # their lab.toml, as `lab workshop add-learner` printed it
+    progress_topic: str  # the one their WRITE grant names
 
 
-def test_labs_pass_for_a_learner_confined_to_their_namespace(
-    lab: Lab, progress_topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Solved labs executed as a workshop learner: SASL_SSL as their SCRAM user, with ACLs on
-    their prefix only. Every topic and group the labs and their checks create is named through
-    lab.topic()/lab.group(), or the broker refuses it; every check passes and is recorded under
-    the learner's name."""
+@pytest.fixture(scope="module")
+def confined_learner(
+    lab: Lab, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ConfinedLearner]:
+    """One workshop learner for every confined lab: SASL_SSL as their SCRAM user, with ACLs on
+    their prefix only; removed (user, ACLs, topics, groups) when the module ends."""
     name = f"it{uuid.uuid4().hex[:6]}"
+    topic = f"it.progress.{uuid.uuid4().hex[:8]}"
+    folder = tmp_path_factory.mktemp("learner")
     try:
-        learner = add_learner(lab, name, tmp_path)
-        learner.delete_topic(create_own_topic(learner, "acls-applied"))
-        monkeypatch.setenv("KAFKA_LAB_CONFIG", str(tmp_path / f"{name}.toml"))
-        monkeypatch.setattr(test_notebooks, "ARTIFACTS", tmp_path)  # not test-artifacts/
-        for notebook in CONFINED_LABS:
-            execute(REPO / "solutions" / f"{notebook}.ipynb")
-        expected = sum(len(checks) for checks in CONFINED_LABS.values())
-        attempts = attempts_of(lab, name, expected)
-        assert [a for a in attempts if not a.passed] == []
-        passed = {(a.lab, a.check) for a in attempts}
-        assert passed == {(lab_, c) for lab_, checks in CONFINED_LABS.items() for c in checks}
-        assert workshop.learner_topics(lab, name) == []  # the labs cleaned up after themselves
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("KAFKA_LAB_PROGRESS_TOPIC", topic)  # granted and created by add-learner
+            add_learner(lab, name, folder)
+        yield ConfinedLearner(name, folder / f"{name}.toml", topic)
     finally:
         run_lab("workshop", "reset-learner", name, timeout=120)
         run_lab("workshop", "remove-learner", name, timeout=120)
+        with contextlib.suppress(Exception):
+            lab.delete_topic(topic)
+
+
+@pytest.mark.parametrize("notebook", sorted(CONFINED_LABS))
+def test_lab_passes_for_a_learner_confined_to_their_namespace(
+    lab: Lab, confined_learner: ConfinedLearner, notebook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The solved lab, executed once (this is its run in the suite), as a workshop learner.
+    Every topic and group the lab and its checks create is named through lab.topic()/lab.group(),
+    or the broker refuses it; exactly the lab's checks pass, recorded under the learner's name,
+    and the lab leaves nothing in the learner's namespace."""
+    learner = confined_learner
+    monkeypatch.setenv("KAFKA_LAB_CONFIG", str(learner.config_file))  # the kernel's lab
+    monkeypatch.setenv("KAFKA_LAB_PROGRESS_TOPIC", learner.progress_topic)
+    monkeypatch.setenv("KAFKA_LAB_PROGRESS", "on")
+    earlier = frozenset(a for a in progress.read_attempts(lab) if a.learner == learner.name)
+    execute(REPO / "solutions" / f"{notebook}.ipynb")
+    checks = CONFINED_LABS[notebook]
+    attempts = attempts_of(lab, learner.name, len(checks), besides=earlier)
+    assert [a for a in attempts if not a.passed] == []
+    assert {(a.lab, a.check) for a in attempts} == {(notebook, c) for c in checks}
+    assert workshop.learner_topics(lab, learner.name) == []  # the lab cleaned up after itself
 
 
 def test_workshop_commands_answer_bad_names_in_sentences() -> None:

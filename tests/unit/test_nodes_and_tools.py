@@ -325,11 +325,19 @@ def test_log_files(cfg: LabConfig) -> None:
     assert not cfg.home.exists()  # naming things touches no file
 
 
-# --- health.quorum_leader (the majority rule, fed by a stand-in for the scrapes) ----------------
+# --- health: the majority rule and a stuck controller, from the nodes' own views ---------------
+
+
+def views_of(leaders: dict[int, int | None], active: int | None = None) -> dict:
+    """Node views as the exporters would give them (None: the node does not answer)."""
+    return {
+        n: None if leader is None else health.NodeView(leader, n == active)
+        for n, leader in leaders.items()
+    }
 
 
 @pytest.mark.parametrize(
-    ("views", "leader"),
+    ("leaders", "leader"),
     [
         ({1: 2, 2: 2, 3: None}, 2),
         ({1: 3, 2: 3, 3: 3}, 3),
@@ -337,24 +345,29 @@ def test_log_files(cfg: LabConfig) -> None:
         ({1: -1, 2: -1, 3: -1}, None),
         ({1: 2, 2: None, 3: None}, None),
         ({1: 1, 2: -1, 3: 1}, 1),
+        ({1: 1}, None),  # one node's view is not a majority of the three voters
     ],
 )
-def test_quorum_leader_needs_a_majority(
-    monkeypatch: pytest.MonkeyPatch,
-    cfg: LabConfig,
-    views: dict[int, int | None],
-    leader: int | None,
+def test_quorum_leader_needs_a_majority_of_all_voters(
+    leaders: dict[int, int | None], leader: int | None
 ) -> None:
-    monkeypatch.setattr(health, "quorum_leaders", lambda _cfg, _nodes=NODE_IDS: views)
-    assert health.quorum_leader(cfg) == leader
+    assert health.majority_leader(views_of(leaders)) == leader
 
 
-def test_quorum_leader_counts_a_majority_of_all_voters(
-    monkeypatch: pytest.MonkeyPatch, cfg: LabConfig
+@pytest.mark.parametrize(
+    ("leaders", "active", "stuck"),
+    [
+        ({1: 2, 2: 2, 3: 2}, 2, None),  # the elected leader's controller is active
+        ({1: 2, 2: 2, 3: 2}, None, 2),  # elected, but its controller is not active
+        ({1: 2, 2: 2, 3: None}, None, 2),
+        ({1: 1, 2: 2, 3: 3}, None, None),  # no leader elected: not stuck, electing
+        ({1: 2, 2: 2, 3: 1}, None, 2),
+    ],
+)
+def test_a_stuck_controller_is_the_elected_leader_whose_controller_is_not_active(
+    leaders: dict[int, int | None], active: int | None, stuck: int | None
 ) -> None:
-    """With one node down, one remaining view is not a majority of the three voters."""
-    monkeypatch.setattr(health, "quorum_leaders", lambda _cfg, _nodes=NODE_IDS: {1: 1})
-    assert health.quorum_leader(cfg, (1,)) is None
+    assert health.stuck_controller(views_of(leaders, active)) == stuck
 
 
 def test_an_external_clusters_security_settings_in_javas_spelling() -> None:
