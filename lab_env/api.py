@@ -234,7 +234,9 @@ class Lab:
                         if code != KafkaError.GROUP_ID_NOT_FOUND:
                             raise
                     left.remove(group)
-            return waiting.NotYet(f"{', '.join(busy)} still has members") if busy else True
+            if busy:
+                return waiting.NotYet(f"{', '.join(busy)} still has members (NON_EMPTY_GROUP)")
+            return True
 
         what = f"group(s) {', '.join(left)} to be deleted"
         hint = "A group with live members must have its consumers closed first."

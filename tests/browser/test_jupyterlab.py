@@ -13,7 +13,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from lab_env import labs
 from lab_env.api import Lab
 from lab_env.cli import JUPYTER_QUIET
 from lab_env.kernel import KERNEL_NAME, kernelspec
+from lab_env.waiting import wait_for
 from tests.helpers import free_ports
 
 pytestmark = [pytest.mark.cluster]
@@ -97,18 +97,18 @@ def server(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Serve
     )
     server = Server(root, port, token)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{server.base}/api/status?token={token}", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited: {(root / 'jupyter.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        else:
-            pytest.fail("JupyterLab did not answer within 60 s")
+        wait_for(
+            "JupyterLab to answer",
+            lambda: requests.get(f"{server.base}/api/status?token={token}", timeout=2).ok,
+            timeout=60,
+            interval=0.5,
+            fail=lambda: (
+                f"JupyterLab exited: {(root / 'jupyter.log').read_text()[-2000:]}"
+                if proc.poll() is not None
+                else None
+            ),
+            transient=lambda e: isinstance(e, requests.ConnectionError),
+        )
         yield server
     finally:
         proc.terminate()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,6 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from lab_env import tools
 from lab_env.api import Lab
-from lab_env.consuming import end_offsets
 from lab_env.embedded import EmbeddedLab
 from lab_env.producing import wait_in_sync
 from lab_env.records import read_all
@@ -184,35 +184,43 @@ def test_kafka_verifiable_clients_witness_a_leader_kill(
     config.write_text(
         "acks=all\nenable.idempotence=true\nretries=2147483647\ndelivery.timeout.ms=120000\n"
     )
-    producer = subprocess.Popen(
-        tools.argv(
-            lab.config,
-            "verifiable-producer",
-            ["--topic", topic, "--max-messages", str(WITNESSED), "--throughput", "1000"],
-            config,
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(  # a third of the stream written before the kill
-            "the verifiable producer to write a third of its records",
-            lambda: (
-                producer.poll() is not None
-                or sum(end_offsets(lab, topic, 1).values()) >= WITNESSED // 3
+    errors = tmp_path / "producer.err"
+    with errors.open("w") as stderr:
+        producer = subprocess.Popen(
+            tools.argv(
+                lab.config,
+                "verifiable-producer",
+                ["--topic", topic, "--max-messages", str(WITNESSED), "--throughput", "1000"],
+                config,
             ),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    # Its stdout is read as it writes (one JSON line per acknowledgement): a pipe nobody reads
+    # fills after a few hundred lines and blocks the producer, which then was not writing at all
+    # when the leader died.
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(producer.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_for(  # a third of the stream acknowledged before the kill
+            "the verifiable producer to have a third of its records acknowledged",
+            lambda: producer.poll() is not None or len(lines) >= WITNESSED // 3,
             timeout=60,
             interval=0.05,
         )
+        assert producer.poll() is None, "the verifiable producer ended before the kill"
         assert run_lab("kill", str(victim)).returncode == 0
-        out, err = producer.communicate(timeout=180)
+        producer.wait(timeout=180)
+        reader.join(30)
     finally:
         if producer.poll() is None:
             producer.kill()
         restarted = run_lab("up")
     assert restarted.returncode == 0, restarted.stderr
-    assert producer.returncode == 0, err[-2000:]
+    assert producer.returncode == 0, errors.read_text()[-2000:]
+    out = "".join(lines)
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     acked = [int(e["value"]) for e in events if e.get("name") == "producer_send_success"]
     failed = [e for e in events if e.get("name") == "producer_send_error"]
