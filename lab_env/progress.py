@@ -240,22 +240,15 @@ def watch_notebook(shell: Any = None) -> bool:
 
 
 class Recorder:
-    """One producer per cluster configuration, reused: after the first attempt a record costs
-    one round trip."""
+    """What the lab knows of one cluster configuration between attempts (the progress topic
+    exists; the cluster failed to answer a moment ago). Each write makes its own producer and
+    drops it: no client outlives the attempt it records (a producer kept in a notebook kernel
+    would live through every `lab down` and `lab up`)."""
 
     def __init__(self, client: dict[str, Any]) -> None:
         self.client = client
         self.errors: list[KafkaError] = []
-        self.producer = Producer(
-            {
-                **client,
-                "acks": "all",
-                "linger.ms": 0,
-                "socket.connection.setup.timeout.ms": int(TIMEOUT_S * 1000),
-                "error_cb": self.errors.append,
-                "logger": _client_log,
-            }
-        )
+        self.producer: Producer | None = None  # only while a write runs
         self.ready: set[str] = set()  # topics known to exist
         self.resting_until = 0.0
         self.lock = threading.Lock()
@@ -264,16 +257,29 @@ class Recorder:
         """Record ``attempt``; None when the cluster acknowledged it, else why not."""
         with self.lock:
             deadline = time.monotonic() + timeout
-            self.errors.clear()
-            topic = topic_name()
-            problem = None if topic in self.ready else self._ensure_topic(topic, deadline)
-            if problem is None:
-                problem = self._send(topic, attempt, deadline)
-            if problem is not None:
-                self.producer.purge()
-                self.producer.poll(0)
-                self.resting_until = time.monotonic() + REST_S
-            return problem
+            self.errors = []
+            self.producer = Producer(
+                {
+                    **self.client,
+                    "acks": "all",
+                    "linger.ms": 0,
+                    "socket.connection.setup.timeout.ms": int(TIMEOUT_S * 1000),
+                    "error_cb": self.errors.append,
+                    "logger": _client_log,
+                }
+            )
+            try:
+                topic = topic_name()
+                problem = None if topic in self.ready else self._ensure_topic(topic, deadline)
+                if problem is None:
+                    problem = self._send(topic, attempt, deadline)
+                if problem is not None:
+                    self.producer.purge()
+                    self.producer.poll(0)
+                    self.resting_until = time.monotonic() + REST_S
+                return problem
+            finally:
+                self.producer = None  # destroyed here: nothing is left in flight
 
     def _hopeless(self) -> str | None:
         bad = [e for e in self.errors if e.code() in _HOPELESS]

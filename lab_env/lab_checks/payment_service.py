@@ -70,6 +70,7 @@ MALFORMED_KEY = b"lab11-malformed"
 MALFORMED_VALUE = b"not an Avro event"
 WAVE_S = 90.0  # for a wave of orders to end
 STALL_S = 45.0  # no more order ended for this long: the rest are lost
+ENDED, LOST, DIED, SLOW = "ended", "lost", "died", "slow"  # how a wave of orders went
 FREEZE_WAIT_S = 60.0  # for the first instance to reach its frozen commit
 FREEZE_MAX_S = 180.0  # a frozen instance is released after this long, whatever happens
 STOP_S = 20.0  # for payment_loop to return once stop is set
@@ -237,6 +238,7 @@ class Run:
         self.faults = Faults()
         self.clients = WorkerLab(lab, static_id=member(self.prefix, "1"), faults=self.faults)
         self.instances: list[LearnerThread] = []
+        self.placed: list[dict[str, Any]] = []  # the orders placed so far, in order
 
     def start_services(self) -> None:
         self.pipeline.ensure_topics()
@@ -256,22 +258,29 @@ class Run:
         self.instances.append(instance)
         return instance
 
-    def wait_ended(self, count: int, instance: LearnerThread, timeout: float = WAVE_S) -> bool:
-        """Until ``count`` orders have ended; False when ``instance`` has died, or orders had
-        begun to end and none has for STALL_S (the rest are lost), or ``timeout`` has passed."""
+    def place(self, orders: list[dict[str, Any]]) -> None:
+        self.placed += orders
+        self.pipeline.place(orders)
+
+    def wait_ended(self, count: int, instance: LearnerThread, timeout: float = WAVE_S) -> str:
+        """Until ``count`` orders have ended: ENDED; DIED when ``instance`` has died; LOST when
+        orders had begun to end and none has for STALL_S (the rest are lost); SLOW when
+        ``timeout`` has passed."""
         deadline = time.monotonic() + timeout
         last, progress = -1, time.monotonic()
         while time.monotonic() < deadline and instance.alive():
             ended = self.pipeline.ended()
             if ended >= count:
-                return True
+                return ENDED
             if ended != last:
                 last, progress = ended, time.monotonic()
             elif ended > 0 and time.monotonic() - progress > STALL_S:
-                return False
+                return LOST
             self.pipeline.check_alive([(s, "1") for s in ("inventory", "shipping", "order")])
             time.sleep(0.5)
-        return self.pipeline.ended() >= count
+        if self.pipeline.ended() >= count:
+            return ENDED
+        return SLOW if instance.alive() else DIED
 
     def stop(self) -> list[LearnerThread]:
         """Release the frozen instance, stop every instance; those that did not return."""
@@ -284,7 +293,7 @@ class Run:
 
     def reconcile(self) -> tuple[Reconciliation, dict[str, list[dict[str, Any]]]]:
         events = fs.read_events(self.lab, self.prefix, self.pipeline.codec)
-        return reconcile(self.orders, events, self.pipeline.stock), events
+        return reconcile(self.placed, events, self.pipeline.stock), events
 
 
 # -- what the check requires -----------------------------------------------------------------------
@@ -394,8 +403,10 @@ def _require_dead_letter(dead: list[dict[str, Any]]) -> None:
     )
 
 
-def _drive(run: Run, payment_loop: Function) -> tuple[bool, bool]:
-    """Both waves, the failures injected; (first wave ended, every order ended)."""
+def _drive(run: Run, payment_loop: Function) -> tuple[str, bool]:
+    """Both waves, the failures injected: how the first wave went (ENDED, LOST, DIED, SLOW)
+    and whether every order ended. A first wave whose orders are lost, or whose instance died,
+    is where the check's verdict comes from: the second is not run."""
     half = len(run.orders) // 2
     quarter = half // 2
     run.start_services()
@@ -403,25 +414,27 @@ def _drive(run: Run, payment_loop: Function) -> tuple[bool, bool]:
     # The first wave in two parts: the first part's batch gets the abortable error, and the
     # second part's transactions commit offsets past it. A loop that does not rewind has then
     # lost the first part for good (a replacement resumes from the committed offsets).
-    run.pipeline.place(run.orders[:quarter])
+    run.place(run.orders[:quarter])
     eventually(  # the fault, or an end without it (no transaction, or none that sends offsets)
         lambda: run.faults.injected or not first.alive() or run.pipeline.ended() >= quarter,
         WAVE_S,
         interval=0.2,
     )
-    run.pipeline.place(run.orders[quarter:half])
+    run.place(run.orders[quarter:half])
     first_wave = run.wait_ended(half, first)
     raise_check_errors(*run.instances)
     _require_clients(run)
     _require_abort_path(run)
+    if first_wave in (LOST, DIED):
+        return first_wave, False
     run.write_malformed()  # after the first wave: the aborted first batch holds orders
     run.faults.armed.set()
-    run.pipeline.place(run.orders[half:])
+    run.place(run.orders[half:])
     eventually(lambda: not first.alive() or run.faults.frozen.is_set(), FREEZE_WAIT_S, 0.2)
     if not run.faults.frozen.is_set():
         return first_wave, False
     replacement = run.start_instance(payment_loop)
-    return first_wave, run.wait_ended(len(run.orders), replacement)
+    return first_wave, run.wait_ended(len(run.orders), replacement) == ENDED
 
 
 def check_payment_service(lab: Lab, payment_loop: Function, orders: int = ORDERS) -> None:
@@ -434,7 +447,7 @@ def check_payment_service(lab: Lab, payment_loop: Function, orders: int = ORDERS
     with tempfile.TemporaryDirectory(prefix="lab11-") as workdir:
         run = Run(lab, orders, Path(workdir))
         try:
-            _, complete = _drive(run, payment_loop)
+            first_wave, complete = _drive(run, payment_loop)
             stuck = run.stop()
             report, events = run.reconcile()
             dead = read_all(lab, run.prefix + ev.DEAD_LETTER, decode=False)
@@ -449,6 +462,9 @@ def check_payment_service(lab: Lab, payment_loop: Function, orders: int = ORDERS
     raise_check_errors(*run.instances)
     _require_clients(run)
     _require_abort_path(run)
+    if first_wave == LOST:
+        _require_ends(run, report, events)  # names the orders lost
+        require(False, f"orders stopped ending in the first wave: {report.summary()}")
     require(
         run.faults.frozen.is_set(),
         "the first instance never committed a transaction for the second wave of orders, where "
