@@ -75,10 +75,12 @@ check: setup-test lint
 	$(BIN)/python -m lab_env.labs --check
 	$(BIN)/pytest -m "not cluster"
 
-# The rest, ordered by tests/conftest.py: cluster tests, then the notebooks, then the tests that
-# kill, pause or restart brokers. The session starts the lab if it is not running.
+# The rest (tests/suite.py): the cluster tests that may share the machine on two pytest-xdist
+# workers, then the serial ones alone (the tests that kill, pause or restart brokers last). It
+# starts the lab if it is not running, and stops it afterwards if it did. WORKERS=1: one run.
+WORKERS ?= 2
 test: check
-	$(BIN)/pytest -m cluster
+	$(BIN)/python -m tests.suite --workers $(WORKERS)
 
 soak: setup-test
 	$(BIN)/python -m tests.soak --rounds $(ROUNDS)

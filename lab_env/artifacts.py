@@ -11,7 +11,6 @@ the next fetch.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import hashlib
 import json
 import re
@@ -21,13 +20,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab_env import config as C
 from lab_env.errors import LabError
+from lab_env.filelock import exclusive
 
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 MANIFEST = "manifest.json"
@@ -164,14 +163,6 @@ _REASONS = (
 )
 
 
-@contextmanager
-def _lock(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 def _maven(cfg: C.LabConfig) -> str:
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -258,7 +249,7 @@ def fetch(cfg: C.LabConfig, name: str, report: Callable[[str], None] = lambda _:
     closure = CLOSURES[name]
     final = closure_dir(cfg, name)
     root = final.parent
-    with _lock(root):
+    with exclusive(root / ".lock"):
         for stale in root.glob(".tmp-*"):  # left by an interrupted fetch
             shutil.rmtree(stale, ignore_errors=True)
         if not problems(final):

@@ -43,6 +43,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab_env.config import LabConfig
 from lab_env.errors import LabError
+from lab_env.filelock import exclusive
 
 ADMIN = "admin"
 MECHANISM = "SCRAM-SHA-512"
@@ -233,8 +234,11 @@ def client_certificate(cfg: LabConfig, name: str) -> Identity:
         )
     out = folder(cfg) / "clients" / name
     identity = Identity(out.with_suffix(".pem"), out.with_suffix(".key"))
-    if not (identity.cert.is_file() and identity.key.is_file()):
-        issue(lab_ca(cfg), name, out)
+    # Two processes asking for the same name at once (two kernels, two test workers) must not
+    # leave one's certificate beside the other's key.
+    with exclusive(out.parent / ".lock"):
+        if not (identity.cert.is_file() and identity.key.is_file()):
+            issue(lab_ca(cfg), name, out)
     return identity
 
 

@@ -5,13 +5,17 @@ Tiers: every test that needs a running cluster or a Java process is marked ``clu
 ``pytest -m "not cluster"`` (``make check``) runs the rest in minutes and never starts a lab.
 The cluster tests run in this order: the other cluster tests, then the notebooks
 (tests/notebooks/), then the ``disruptive`` ones (they kill, pause or restart brokers, or stop
-the lab), with tests/integration/test_faults.py and test_reliability.py at the very end.
+the lab), with tests/integration/test_faults.py and test_reliability.py at the very end. The
+disruptive ones and those two files are marked ``serial`` too: ``make test`` (tests/suite.py)
+runs every cluster test that is not serial on two workers first, then the serial ones alone
+(tests/tiers.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import sys
 import uuid
@@ -23,8 +27,10 @@ import pytest
 from lab_env.api import Lab
 from lab_env.config import load_config
 from lab_env.embedded import EmbeddedLab
+from lab_env.filelock import exclusive
 from lab_env.processes import PAUSED
 from lab_env.producing import wait_in_sync
+from tests.tiers import SERIAL
 
 TESTS = Path(__file__).resolve().parent
 # `isolated` (tests/integration/conftest.py) starts a second lab on free ports.
@@ -48,6 +54,10 @@ def needs_cluster(item: pytest.Item) -> bool:
     )
 
 
+def in_cpu_group(item: pytest.Item) -> bool:
+    return any(m.args == ("cpu",) for m in item.iter_markers("xdist_group"))
+
+
 def run_order(item: pytest.Item) -> int:
     """0: no cluster; 1: cluster; 2: notebooks; 3: disruptive; 4: test_faults, test_reliability."""
     if item.get_closest_marker("cluster") is None:
@@ -64,7 +74,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("cluster") is None and needs_cluster(item):
             item.add_marker(pytest.mark.cluster)
-    items.sort(key=run_order)  # stable: collection order within each tier
+        if run_order(item) >= 3 and item.get_closest_marker("serial") is None:
+            item.add_marker(SERIAL)
+    # Stable: collection order within each tier. The "cpu" group first, so that on the
+    # parallel tier one worker starts on it while the other takes everything else.
+    items.sort(key=lambda item: (run_order(item), not in_cpu_group(item)))
 
 
 @pytest.fixture(scope="session")
@@ -74,12 +88,16 @@ def lab() -> Iterator[Lab]:
         yield Lab(cfg)
         return
     supervisor = EmbeddedLab(cfg)
-    # Stopped afterwards only if the session started it from nothing: a lab someone was using
-    # (even with a node down or paused) is theirs, and `up` has just made it healthy.
-    was_running = any(supervisor.procs.live(c) for c in supervisor.components())
-    supervisor.up(lambda m: print(f"lab up: {m}", file=sys.stderr))
+    # Two pytest-xdist workers start their sessions at once: one brings the lab up, the other
+    # then finds it running. Under xdist no worker stops it (the other may still be using it):
+    # tests/suite.py, which started the workers, does.
+    with exclusive(cfg.home / "pytest-session.lock"):
+        # Stopped afterwards only if the session started it from nothing: a lab someone was
+        # using (even with a node down or paused) is theirs, and `up` has just made it healthy.
+        was_running = any(supervisor.procs.live(c) for c in supervisor.components())
+        supervisor.up(lambda m: print(f"lab up: {m}", file=sys.stderr))
     yield Lab(cfg)
-    if not was_running:
+    if not was_running and "PYTEST_XDIST_WORKER" not in os.environ:
         supervisor.down()
 
 

@@ -11,8 +11,10 @@ import pytest
 from lab_env import tuning
 from lab_env.api import Lab
 from tests.helpers import run_lab
+from tests.tiers import CPU, SERIAL
 
-pytestmark = [pytest.mark.cluster]
+# Benchmarks keep both cores busy.
+pytestmark = [pytest.mark.cluster, CPU]
 
 
 def rows(stdout: str) -> list[dict[str, object]]:
@@ -26,6 +28,7 @@ def tuning_topics(lab: Lab, partitions: int = 5) -> set[str]:
     return {t for t in lab.admin().list_topics(timeout=10).topics if t.startswith(prefix)}
 
 
+@SERIAL  # compares the set of tuning.* topics, as test_explorer does
 def test_bench_produce_python_and_java(lab: Lab) -> None:
     before = tuning_topics(lab)
     done = run_lab(
@@ -67,6 +70,7 @@ def test_bench_consume_python_and_java(lab: Lab) -> None:
         (["--records", "0"], "records must be a number from 1"),
     ],
 )
+@SERIAL  # as above: "runs nothing" is read off the tuning.* topics
 def test_bench_refuses_in_a_sentence_and_runs_nothing(
     lab: Lab, args: list[str], sentence: str
 ) -> None:

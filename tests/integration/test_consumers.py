@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from lab_env.api import Lab
 from lab_env.checks import LabCheckError
 from lab_env.lab_checks.consumers import check_commits_follow_processing, check_rebalances
+from tests.tiers import SERIAL
 
 pytestmark = pytest.mark.cluster
 
@@ -145,6 +146,8 @@ Work = Callable[..., None]
     ],
     ids=["manual-commit", "store-offsets"],
 )
+# The checks stall a worker 8 s against max.poll.interval.ms = 6 s: a busy neighbour moves that.
+@SERIAL
 def test_at_least_once_workers_pass(lab: Lab, config: dict[str, Any], work: Work) -> None:
     check_commits_follow_processing(lab, config, work)
     check_rebalances(lab, config, work)
@@ -175,6 +178,7 @@ def test_commits_ahead_of_processing_fail_the_crash_check(
     ],
     ids=["auto-commit", "no-on-revoke", "stale-offsets", "commit-errors"],
 )
+@SERIAL  # as above
 def test_rebalance_mistakes_fail_the_rebalance_check(
     lab: Lab, config: dict[str, Any], work: Work, fragment: str
 ) -> None:

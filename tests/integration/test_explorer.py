@@ -7,6 +7,7 @@ import pytest
 
 from lab_env.api import Lab
 from lab_env.explorer import PERF_KEY, Explorer, latency_frame, throughput_frame
+from tests.tiers import CPU, SERIAL
 
 pytestmark = [pytest.mark.cluster]
 
@@ -15,6 +16,9 @@ def topics(lab: Lab) -> set[str]:
     return {t for t in lab.admin().list_topics(timeout=10).topics if t.startswith("tuning.")}
 
 
+# Compares the set of tuning.* topics before and after: any other tuning run (a benchmark,
+# lesson or lab 06) adds to it.
+@SERIAL
 def test_a_run_appends_one_row_and_its_chart_data(lab: Lab) -> None:
     explorer = Explorer(lab, deadline_s=60)
     before = topics(lab)
@@ -52,6 +56,7 @@ def test_an_invalid_combination_says_why_and_appends_nothing(
     assert explorer.results.empty and explorer.figure is None
 
 
+@CPU  # two producers at full speed
 def test_the_perf_tool_runs_beside_the_python_producer(lab: Lab) -> None:
     explorer = Explorer(lab)
     explorer.configure({"records": 50_000, PERF_KEY: True})
@@ -63,6 +68,7 @@ def test_the_perf_tool_runs_beside_the_python_producer(lab: Lab) -> None:
     assert set(throughput_frame(explorer.results)["engine"]) == {"python", "java"}
 
 
+@CPU  # two producers at full speed
 def test_consume_mode_reads_what_it_wrote_with_the_perf_tool_beside(lab: Lab) -> None:
     explorer = Explorer(lab)
     explorer.configure(

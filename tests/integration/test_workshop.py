@@ -43,8 +43,9 @@ from lab_env.lab_checks.security_acls import (
 from lab_env.lab_checks.tour import check_cluster_facts, truth
 from lab_env.waiting import NotYet, wait_for
 from tests.helpers import free_ports, run_lab
-from tests.notebooks.catalog import CONFINED_LABS
+from tests.notebooks.catalog import CONFINED_LABS, marks
 from tests.notebooks.test_notebooks import execute
+from tests.tiers import SERIAL
 
 pytestmark = [pytest.mark.cluster]
 
@@ -134,6 +135,8 @@ def silent_port() -> Iterator[int]:
         yield server.getsockname()[1]
 
 
+# Bounds how long a check waits for a recording that cannot be made (3 s).
+@SERIAL
 @pytest.mark.parametrize("where", ["closed", "silent"])
 def test_recording_never_breaks_a_check(
     where: str,
@@ -261,7 +264,9 @@ def confined_learner(
             lab.delete_topic(topic)
 
 
-@pytest.mark.parametrize("notebook", sorted(CONFINED_LABS))
+@pytest.mark.parametrize(
+    "notebook", [pytest.param(n, marks=marks(n)) for n in sorted(CONFINED_LABS)]
+)
 def test_lab_passes_for_a_learner_confined_to_their_namespace(
     lab: Lab, confined_learner: ConfinedLearner, notebook: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import nbformat
 import papermill
+import pytest
 
 from lab_env.kernel import KERNEL_NAME
+from tests.tiers import CPU
+from tests.tiers import SERIAL as SERIAL_MARK
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "notebooks"
@@ -52,6 +55,32 @@ DISRUPTIVE = frozenset(
     }
 )
 
+# Notebooks that run on the suite's parallel tier only if nothing else shares the machine
+# (``tests/suite.py``: they run in the serial tier, after the parallel one, with the disruptive
+# notebooks). Each bounds a time it does not control the load for: a test sharing two cores with
+# them could fail them, which says nothing about the notebook.
+SERIAL = frozenset(
+    {
+        # sleeps 7.5 s against a 6 s max.poll.interval.ms (+0.5 s), and 0.7 s against a 200 ms
+        # auto-commit interval, to show each one's effect.
+        "03-consumer-groups",
+        # a transactional worker's consumer stops after idle_exit_s=1 s without records.
+        "04-exactly-once",
+        # check_fast_and_complete: the idempotent producer at least 8 times the baseline's rate,
+        # both measured in the check (once measured 4 % below the bar with a test beside it).
+        "02-reliable-fast-producer",
+        # check_rebalances stalls a worker 8 s against max.poll.interval.ms = 6 s.
+        "03-at-least-once-group",
+        # check_tuned_producer: at least 25,000 records/s with p99 at most 1,000 ms.
+        "06-tuned-producer",
+    }
+)
+
+# Notebooks that keep both cores busy for minutes (producer throughput runs): on the parallel
+# tier they share one worker (xdist group "cpu") with the other such tests, so two of them never
+# compete for the machine.
+HEAVY = frozenset({"06-performance-tuning"})
+
 # Labs a workshop learner runs with only their own namespace's grants, and the checks each must
 # pass. Each runs once, as that learner (tests/integration/test_workshop.py), which proves both
 # that the solution passes and that a confined learner can do it. Labs 07 and 08 kill brokers (a
@@ -81,6 +110,16 @@ CONFINED_LABS: dict[str, frozenset[str]] = {
     "06-tuned-producer": frozenset({"check_tuned_producer"}),
     "10-manifests-for-a-team": frozenset({"check_kafka_user", "check_scaling_rule"}),
 }
+
+
+def marks(stem: str) -> list[pytest.MarkDecorator]:
+    """How the suite schedules a run of the notebook ``stem`` (tests/tiers.py)."""
+    found = [pytest.mark.disruptive] if stem in DISRUPTIVE else []
+    if stem in SERIAL:
+        found.append(SERIAL_MARK)
+    if stem in HEAVY:
+        found.append(CPU)
+    return found
 
 
 def label(path: Path) -> str:

@@ -50,6 +50,7 @@ from tests.notebooks.catalog import (
     ci_parameters,
     label,
     marked_cells,
+    marks,
     run_nbval,
     run_papermill,
 )
@@ -65,11 +66,8 @@ def execute(path: Path) -> Path:
 
 
 def run(paths: list[Path]) -> list[Any]:
-    """Parameters for the notebooks' runs: named by folder and stem, disruptive ones marked."""
-    return [
-        pytest.param(p, id=label(p), marks=[pytest.mark.disruptive] if p.stem in DISRUPTIVE else [])
-        for p in paths
-    ]
+    """Parameters for the notebooks' runs: named by folder and stem, marked for their tier."""
+    return [pytest.param(p, id=label(p), marks=marks(p.stem)) for p in paths]
 
 
 # The test's own limit leaves room to end with nbval's report rather than pytest-timeout's.
