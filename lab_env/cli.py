@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab_env import artifacts, bench_cli, doctor, labs, orders_cli, progress_cli, tools, workshop
+from lab_env import artifacts, bench_cli, doctor, orders_cli, progress_cli, tools, workshop
 from lab_env.backends import Backend, backend
 from lab_env.config import KAFKA_VERSION, REPO, LabConfig, load_config
 from lab_env.embedded import EmbeddedLab
@@ -162,6 +162,10 @@ JUPYTER_QUIET = [
 
 
 def cmd_jupyter(lab: Backend, args: argparse.Namespace) -> int:
+    # Imported here, not at the top: lab_env.labs loads nbformat, whose schema validator costs
+    # a second and a half to import, on every `lab` command (`lab kill 2` took 5.5 s, not 2.5).
+    from lab_env.labs import START
+
     cfg = lab.cfg
     ensure_kernel()  # the kernel every notebook names
     ensure_settings()
@@ -173,7 +177,7 @@ def cmd_jupyter(lab: Backend, args: argparse.Namespace) -> int:
         f"--ServerApp.ip={cfg.host}",
         f"--ServerApp.port={cfg.ports.jupyter}",
         f"--ServerApp.root_dir={REPO}",
-        f"--LabApp.default_url=/lab/tree/notebooks/{labs.START.name}",  # the start page
+        f"--LabApp.default_url=/lab/tree/notebooks/{START.name}",  # the start page
     ]
     argv += JUPYTER_QUIET
     if args.no_browser:
