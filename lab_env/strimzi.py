@@ -54,6 +54,8 @@ LAPTOP_ONLY: dict[str, str] = {
     "offsets.topic.num.partitions": "12 keeps a laptop's first group join quick; the default 50 "
     "spreads group coordinators over many brokers",
     "transaction.state.log.num.partitions": "sized for the laptop, like the offsets topic",
+    "metadata.log.max.snapshot.interval.ms": "a snapshot a minute keeps start-up replay short for "
+    "a lab restarted many times a day; the hourly default suits brokers that run for weeks",
 }
 # Settings Strimzi manages itself and refuses in spec.kafka.config (listeners, security, storage,
 # KRaft roles), after Strimzi's documented list of forbidden options.
