@@ -39,6 +39,9 @@ Report = Callable[[str], None]
 # How long a quorum leader's controller may stay inactive before `lab up` restarts that node: an
 # election takes well under a second here, and a stuck controller stayed stuck for minutes.
 STUCK_S = 15.0
+# How long `lab up` waits for every preferred replica to be in sync before leaving the rest of the
+# partitions to Kafka's periodic election (a lab with much data may take longer to catch up).
+BALANCE_S = 30.0
 
 
 def _quiet(_: str) -> None:
@@ -229,6 +232,7 @@ class EmbeddedLab:
         )
         report(f"quorum leader: kafka-{leader}")
         self._wait_controller_writes(report, timeout, names, hint)
+        self._balance_leaders(report)
         wait_for(
             "the schema registry to read back its journal",
             lambda: registry.replayed(self.cfg),
@@ -251,6 +255,30 @@ class EmbeddedLab:
             report("Prometheus scraping every target")
         else:
             report("no Prometheus binary found: the exporters serve, but nothing scrapes them")
+
+    def _balance_leaders(self, report: Report) -> None:
+        """Every partition led by its preferred replica. Nodes that start one after another leave
+        most partitions led by the first one up; Kafka's periodic election
+        (``auto.leader.rebalance.enable``, every ``leader.imbalance.check.interval.seconds``, 300 s)
+        then moved them, and every group and transaction coordinator with them, five minutes
+        into a lesson or a test: consumers with a 6 s session lost it while their coordinator
+        loaded elsewhere. Done here, the moves happen before anything uses the lab."""
+        moved, pending = 0, 0
+
+        def elected() -> bool:
+            nonlocal moved, pending
+            done, pending = health.elect_preferred_leaders(self.cfg)
+            moved += done
+            return not pending
+
+        settled = eventually(elected, BALANCE_S, interval=1)
+        metadata_barrier.wait_applied(self.cfg, self.live_nodes(), 60)
+        report(
+            f"partition leaders on their preferred replicas ({moved} moved)"
+            if settled
+            else f"{pending} partitions wait for their preferred replica to be in sync; Kafka's "
+            "periodic election moves their leaders then"
+        )
 
     def _wait_controller_writes(
         self, report: Report, timeout: float, names: list[str], hint: str

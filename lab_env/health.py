@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from confluent_kafka import ElectionType, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from lab_env import monitoring
@@ -104,3 +105,20 @@ def cluster_view(cfg: LabConfig, timeout: float = 3.0) -> ClusterView | None:
         if len(p.isrs) < len(p.replicas)
     )
     return ClusterView(brokers=sorted(md.brokers), under_replicated=urp, topics=len(md.topics))
+
+
+def elect_preferred_leaders(cfg: LabConfig, timeout: float = 10.0) -> tuple[int, int]:
+    """One preferred leader election over every partition of the cluster: (partitions whose
+    leadership moved to their preferred replica, partitions whose preferred replica cannot lead
+    yet because it is not in sync)."""
+    with AdminClient(admin_config(cfg)) as admin:
+        outcome = admin.elect_leaders(ElectionType.PREFERRED, None).result(timeout)
+    moved = pending = 0
+    for error in outcome.values():
+        if isinstance(error, KafkaException):
+            error = error.args[0]
+        if error is None:
+            moved += 1
+        elif error.code() != KafkaError.ELECTION_NOT_NEEDED:
+            pending += 1
+    return moved, pending

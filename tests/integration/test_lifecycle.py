@@ -63,6 +63,10 @@ def test_data_survives_down_and_up_and_nothing_is_left_running(
 
     up = run_lab("up")
     assert up.returncode == 0, up.stderr
+    # Nodes start one after another, so the first one up led most partitions (41 of 60 here);
+    # left so, Kafka's periodic election moved them, and the group coordinators, five minutes
+    # later, mid-lesson. `lab up` hands them back to their preferred replicas before it returns.
+    assert not_led_by_preferred_replica(lab) == [], up.stderr
     consumer = lab.consumer(f"it-{uuid.uuid4().hex[:8]}")
     consumer.subscribe([topic])
     values: set[int] = set()
@@ -74,3 +78,14 @@ def test_data_survives_down_and_up_and_nothing_is_left_running(
     assert lab.registry().get_latest_version(subject).schema_id == schema_id
     committed = committed_on(lab, group, topic, 3, timeout=30)
     assert sum(offset or 0 for offset in committed.values()) == seen
+
+
+def not_led_by_preferred_replica(lab: Lab) -> list[str]:
+    with lab.admin() as admin:
+        topics = admin.list_topics(timeout=10).topics
+    return [
+        f"{name}[{p.id}] led by {p.leader}, preferred {p.replicas[0]}"
+        for name, meta in topics.items()
+        for p in meta.partitions.values()
+        if p.leader != p.replicas[0]
+    ]
