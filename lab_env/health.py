@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import requests
-from confluent_kafka import ElectionType, KafkaError, KafkaException
+from confluent_kafka import ElectionType, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from lab_env import monitoring
@@ -107,18 +108,30 @@ def cluster_view(cfg: LabConfig, timeout: float = 3.0) -> ClusterView | None:
     return ClusterView(brokers=sorted(md.brokers), under_replicated=urp, topics=len(md.topics))
 
 
+def preferred_election(
+    admin: AdminClient, partitions: list[TopicPartition] | None = None, timeout: float | None = None
+) -> dict[TopicPartition, str]:
+    """Ask the controller to move each partition's leadership to its preferred replica (every
+    partition of the cluster when ``partitions`` is None). Each partition's outcome:
+    ``"elected"``, or the error's name (ELECTION_NOT_NEEDED when the preferred replica already
+    leads, PREFERRED_LEADER_NOT_AVAILABLE while it is not in sync)."""
+    # (confluent-kafka 2.16's elect_leaders rejects keyword arguments such as request_timeout)
+    outcome = {}
+    for tp, error in (
+        admin.elect_leaders(ElectionType.PREFERRED, partitions).result(timeout).items()
+    ):
+        if isinstance(error, KafkaException):
+            error = error.args[0]
+        outcome[tp] = "elected" if error is None else error.name()
+    return outcome
+
+
 def elect_preferred_leaders(cfg: LabConfig, timeout: float = 10.0) -> tuple[int, int]:
     """One preferred leader election over every partition of the cluster: (partitions whose
     leadership moved to their preferred replica, partitions whose preferred replica cannot lead
     yet because it is not in sync)."""
     with AdminClient(admin_config(cfg)) as admin:
-        outcome = admin.elect_leaders(ElectionType.PREFERRED, None).result(timeout)
-    moved = pending = 0
-    for error in outcome.values():
-        if isinstance(error, KafkaException):
-            error = error.args[0]
-        if error is None:
-            moved += 1
-        elif error.code() != KafkaError.ELECTION_NOT_NEEDED:
-            pending += 1
-    return moved, pending
+        outcome = Counter(preferred_election(admin, None, timeout).values())
+    moved = outcome.pop("elected", 0)
+    outcome.pop("ELECTION_NOT_NEEDED", None)
+    return moved, sum(outcome.values())

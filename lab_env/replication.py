@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import (
-    ElectionType,
     KafkaError,
     KafkaException,
     Message,
@@ -34,7 +33,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from lab_env import artifacts, tools
+from lab_env import artifacts, health, tools
 from lab_env.api import Lab
 from lab_env.errors import LabError
 from lab_env.producing import Stats, _resume, _wait_process, wait_in_sync
@@ -226,16 +225,8 @@ def elect_preferred(lab: Lab, topic: str, partitions: Iterable[int]) -> dict[int
     """Ask the controller to move each partition's leadership back to its preferred replica.
     Returns each partition's outcome: ``"elected"``, or the error's name (ELECTION_NOT_NEEDED
     when the preferred replica already leads)."""
-    # (confluent-kafka 2.16's elect_leaders rejects keyword arguments such as request_timeout)
-    future = lab.admin().elect_leaders(
-        ElectionType.PREFERRED, [TopicPartition(topic, p) for p in partitions]
-    )
-    outcome = {}
-    for tp, error in future.result().items():
-        if isinstance(error, KafkaException):
-            error = error.args[0]
-        outcome[tp.partition] = "elected" if error is None else error.name()
-    return dict(sorted(outcome.items()))
+    outcome = health.preferred_election(lab.admin(), [TopicPartition(topic, p) for p in partitions])
+    return dict(sorted((tp.partition, result) for tp, result in outcome.items()))
 
 
 def pause(lab: Lab, node: int) -> None:
