@@ -382,15 +382,16 @@ class EmbeddedLab:
         self.prepare_storage(java.path)
         record = self._start_node(node, java)
         wait_for(
-            f"{node.name} to rejoin the cluster",
-            lambda: (v := health.cluster_view(self.cfg)) and node.node_id in v.brokers,
+            f"{node.name} to rejoin the cluster (its broker running, unfenced)",
+            lambda: health.broker_running(self.cfg, node.node_id),
             120,
             fail=lambda: self._node_failure([node.name]),
-            interval=0.5,
+            interval=0.2,
+            max_interval=0.5,
             hint="See `lab logs` and `lab status`.",
         )
-        # Registered is not caught up: the node answers metadata requests from what it has
-        # applied, which may still lag the log it has just fetched.
+        # Running is not caught up with the others: the node answers metadata requests from
+        # what it has applied, which may still lag the log the controller has committed since.
         metadata_barrier.wait_applied(self.cfg, self.live_nodes(), 60)
         return record
 

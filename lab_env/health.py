@@ -18,6 +18,10 @@ LEADER_METRIC = "kafka_server_raft_metrics_current_leader"
 
 
 ACTIVE_METRIC = "kafka_controller_kafkacontroller_activecontrollercount"
+# Kafka's BrokerState: 1 STARTING, 2 RECOVERY (catching up with the metadata log), 3 RUNNING
+# (registered and unfenced: the controller gives it leaderships and clients may use it).
+STATE_METRIC = "kafka_server_kafkaserver_brokerstate"
+RUNNING = 3
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,18 @@ def _node_view(cfg: LabConfig, node: int) -> NodeView | None:
     if LEADER_METRIC not in samples:
         return None
     return NodeView(int(samples[LEADER_METRIC]), samples.get(ACTIVE_METRIC, 0.0) >= 1)
+
+
+def broker_running(cfg: LabConfig, node: int) -> bool:
+    """Whether ``node``'s broker says it is RUNNING (unfenced), from its own exporter. The
+    cluster's metadata is no witness for a node that has just been restarted: it still lists the
+    node's previous registration until that one's session times out."""
+    url = f"{monitoring.exporter_url(cfg, node)}?name[]={STATE_METRIC}"
+    try:
+        samples = monitoring.scrape(url, timeout=3.0)
+    except requests.RequestException:
+        return False
+    return samples.get(STATE_METRIC) == RUNNING
 
 
 def node_views(cfg: LabConfig, nodes: tuple[int, ...] = NODE_IDS) -> dict[int, NodeView | None]:

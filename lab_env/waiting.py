@@ -19,7 +19,7 @@ Nothing here retries on top of a mechanism that is wrong: a condition that shoul
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -85,12 +85,23 @@ class NotYet:
         return False
 
 
+def pauses(interval: float, max_interval: float | None = None) -> Iterator[float]:
+    """The pauses between a wait's probes: ``interval`` each time, or, with ``max_interval``,
+    ``interval`` doubling up to ``max_interval``."""
+    pause = interval
+    while True:
+        yield pause
+        if max_interval is not None:
+            pause = min(pause * 2, max(max_interval, interval))
+
+
 def wait_for(
     what: str,
     probe: Callable[[], T],
     timeout: float,
     *,
     interval: float = 0.1,
+    max_interval: float | None = None,
     fail: Callable[[], str | None] | None = None,
     transient: Callable[[BaseException], bool] = is_transient,
     hint: str = "",
@@ -100,9 +111,14 @@ def wait_for(
     A falsy answer, or an exception ``transient`` accepts, is "not yet". ``fail`` may end the
     wait early with a reason (a process that died). After ``timeout`` s, a LabError names
     ``what``, the last reason or error, and ``hint``.
+
+    With ``max_interval``, the pause doubles after each probe up to it: for a probe that costs
+    the thing it waits on (a scrape of a broker's exporter makes the broker collect every metric),
+    a short wait stays short and a long one does not load the machine it is waiting for.
     """
     deadline = time.monotonic() + timeout
     last = ""
+    schedule = pauses(interval, max_interval)
     while True:
         try:
             answer = probe()
@@ -122,7 +138,7 @@ def wait_for(
             detail = f" ({last})" if last else ""
             tail = f" {hint}" if hint else ""
             raise WaitTimeout(f"Timed out after {timeout:g} s waiting for {what}{detail}.{tail}")
-        time.sleep(interval)
+        time.sleep(min(next(schedule), max(0.0, deadline - time.monotonic())))
 
 
 def eventually(condition: Callable[[], object], timeout: float, interval: float = 0.1) -> bool:

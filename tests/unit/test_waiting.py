@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from lab_env.errors import LabError
-from lab_env.waiting import NotYet, time_until, until_answered, wait_for
+from lab_env.waiting import NotYet, pauses, time_until, until_answered, wait_for
 
 
 def kafka_error(code: int) -> KafkaException:
@@ -87,3 +89,22 @@ def test_until_answered_returns_falsy_answers_and_asks_again_on_transient_errors
         return answer
 
     assert until_answered("committed offsets", ask, timeout=5, interval=0.01) == {}
+
+
+def test_pauses_are_fixed_or_double_up_to_their_bound() -> None:
+    assert list(islice(pauses(0.5), 4)) == [0.5, 0.5, 0.5, 0.5]
+    assert list(islice(pauses(0.02, 0.5), 7)) == [0.02, 0.04, 0.08, 0.16, 0.32, 0.5, 0.5]
+    assert list(islice(pauses(1.0, 0.5), 3)) == [1.0, 1.0, 1.0]  # a bound below the start
+
+
+def test_a_backed_off_wait_probes_less_and_still_meets_its_deadline() -> None:
+    calls = []
+
+    def never() -> bool:
+        calls.append(1)
+        return False
+
+    with pytest.raises(LabError, match=r"Timed out after 1 s"):
+        wait_for("nothing", never, timeout=1, interval=0.01, max_interval=0.2)
+    # 0.01 + 0.02 + 0.04 + 0.08 + 0.16 + 0.2 * 3 = 0.91 s: about ten probes, not a hundred
+    assert 2 <= len(calls) <= 12
