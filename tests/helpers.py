@@ -6,9 +6,20 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from lab_env.api import Lab
+
 LAB = Path(sys.executable).with_name("lab")
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """The shared lab seen through a topic and group prefix of one test's own."""
+
+    lab: Lab
+    env: dict[str, str]  # the same prefix for a `lab` command the test runs
 
 
 def run_lab(

@@ -5,11 +5,23 @@ The shared lab and its fixtures (``lab``, ``embedded``, ``topic``) live in ``tes
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_ports
+from lab_env.api import Lab
+from tests.helpers import Namespace, free_ports
+
+
+@pytest.fixture
+def namespace(lab: Lab) -> Namespace:
+    """The shared lab with a workshop learner's prefix (``KAFKA_LAB_PREFIX``) unique to this test,
+    and the lab's own user: a test that compares the set of its topics before and after sees no
+    topic a test beside it makes, so it needs no machine of its own."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    return Namespace(Lab(replace(lab.config, prefix=prefix)), {"KAFKA_LAB_PREFIX": prefix})
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 
 from lab_env import tuning
 from lab_env.api import Lab
-from tests.helpers import run_lab
-from tests.tiers import CPU, SERIAL
+from tests.helpers import Namespace, run_lab
+from tests.tiers import CPU
 
 # Benchmarks keep both cores busy.
 pytestmark = [pytest.mark.cluster, CPU]
@@ -21,19 +21,18 @@ def rows(stdout: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-def tuning_topics(lab: Lab, partitions: int = 5) -> set[str]:
-    """The engine's own run topics (``tuning.<N>p.<id>``) of ``partitions`` partitions; these
-    tests use 5, which nothing else in the suite does."""
-    prefix = f"tuning.{partitions}p."
+def tuning_topics(lab: Lab) -> set[str]:
+    """The engine's own run topics (``tuning.<N>p.<id>``) in ``lab``'s namespace."""
+    prefix = lab.topic("tuning.")
     return {t for t in lab.admin().list_topics(timeout=10).topics if t.startswith(prefix)}
 
 
-@SERIAL  # compares the set of tuning.* topics, as test_explorer does
-def test_bench_produce_python_and_java(lab: Lab) -> None:
-    before = tuning_topics(lab)
+def test_bench_produce_python_and_java(namespace: Namespace) -> None:
+    before = tuning_topics(namespace.lab)
     done = run_lab(
         "bench", "produce", "--records", "20000", "--size", "200", "--partitions", "5",
         "--set", "linger.ms=10", "--set", "compression.type=lz4", "--java", "--json",
+        env=namespace.env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     python, java = rows(done.stdout)
@@ -46,7 +45,7 @@ def test_bench_produce_python_and_java(lab: Lab) -> None:
         assert 0 < row["records/s"] < 10_000_000
         assert 0 <= row["p50 ms"] <= row["p95 ms"] <= row["p99 ms"]
     assert python["MB/s"] == pytest.approx(python["records/s"] * 200 / 1e6, rel=0.05)
-    assert tuning_topics(lab) == before  # each run's topic is deleted afterwards
+    assert tuning_topics(namespace.lab) == before  # each run's topic is deleted afterwards
 
 
 def test_bench_consume_python_and_java(lab: Lab) -> None:
@@ -70,16 +69,15 @@ def test_bench_consume_python_and_java(lab: Lab) -> None:
         (["--records", "0"], "records must be a number from 1"),
     ],
 )
-@SERIAL  # as above: "runs nothing" is read off the tuning.* topics
 def test_bench_refuses_in_a_sentence_and_runs_nothing(
-    lab: Lab, args: list[str], sentence: str
+    namespace: Namespace, args: list[str], sentence: str
 ) -> None:
-    before = tuning_topics(lab)
-    done = run_lab("bench", "produce", "--partitions", "5", *args)
+    before = tuning_topics(namespace.lab)
+    done = run_lab("bench", "produce", "--partitions", "5", *args, env=namespace.env)
     assert done.returncode == 1
     assert sentence in " ".join(done.stderr.split())
     assert "Traceback" not in done.stderr
-    assert tuning_topics(lab) == before
+    assert tuning_topics(namespace.lab) == before
 
 
 def test_several_processes_share_the_records(lab: Lab) -> None:
