@@ -341,12 +341,14 @@ class EmbeddedLab:
     # -- stopping ---------------------------------------------------------------------------------
 
     def down(self, report: Report = _quiet) -> list[str]:
-        """Stop everything gracefully: clients of Kafka first, then the nodes together."""
-        stopped = [name for name in (REGISTRY, LAG_EXPORTER, PROMETHEUS) if self.procs.stop(name)]
-        names = [n.name for n in self.nodes.values()]
-        with ThreadPoolExecutor(len(names)) as pool:
-            results = list(pool.map(lambda n: self.procs.stop(n, timeout=60), names))
-        stopped += [n for n, was in zip(names, results, strict=True) if was]
+        """Stop everything gracefully: clients of Kafka first (together), then the nodes
+        (together)."""
+        stopped: list[str] = []
+        clients, nodes = [REGISTRY, LAG_EXPORTER, PROMETHEUS], [n.name for n in self.nodes.values()]
+        for names, timeout in ((clients, 30), (nodes, 60)):
+            with ThreadPoolExecutor(len(names)) as pool:
+                results = list(pool.map(lambda n, t=timeout: self.procs.stop(n, timeout=t), names))
+            stopped += [n for n, was in zip(names, results, strict=True) if was]
         for name in stopped:
             report(f"stopped {name}")
         return stopped
