@@ -43,7 +43,8 @@ TIMEOUT_S = 30.0
 # Probes start 20 ms apart (most waits end within a tenth of a second) and back off to half a
 # second: every scrape makes a broker's exporter collect all its JMX beans, and a barrier polled
 # every 20 ms while a node starts (the starting node has the whole log to apply) kept two cores
-# busy with the other brokers' collections. Measured on 2 cores: `lab start 2` 14.2 -> 8.7 s.
+# busy with the other brokers' collections. Measured on 2 cores: `lab start 2`, when this barrier
+# was its only real wait, 14.2 -> 8.7 s.
 FIRST_PAUSE_S, MAX_PAUSE_S = 0.02, 0.5
 
 
