@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from confluent_kafka import ElectionType, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -34,11 +33,8 @@ class NodeView:
 
 
 def _node_view(cfg: LabConfig, node: int) -> NodeView | None:
-    try:
-        samples = monitoring.scrape(monitoring.exporter_url(cfg, node), timeout=3.0)
-    except requests.RequestException:
-        return None
-    if LEADER_METRIC not in samples:
+    samples = monitoring.node_samples(cfg, node, (LEADER_METRIC, ACTIVE_METRIC), timeout=3.0)
+    if samples is None or LEADER_METRIC not in samples:
         return None
     return NodeView(int(samples[LEADER_METRIC]), samples.get(ACTIVE_METRIC, 0.0) >= 1)
 
@@ -47,12 +43,8 @@ def broker_running(cfg: LabConfig, node: int) -> bool:
     """Whether ``node``'s broker says it is RUNNING (unfenced), from its own exporter. The
     cluster's metadata is no witness for a node that has just been restarted: it still lists the
     node's previous registration until that one's session times out."""
-    url = f"{monitoring.exporter_url(cfg, node)}?name[]={STATE_METRIC}"
-    try:
-        samples = monitoring.scrape(url, timeout=3.0)
-    except requests.RequestException:
-        return False
-    return samples.get(STATE_METRIC) == RUNNING
+    samples = monitoring.node_samples(cfg, node, (STATE_METRIC,), timeout=3.0)
+    return samples is not None and samples.get(STATE_METRIC) == RUNNING
 
 
 def node_views(cfg: LabConfig, nodes: tuple[int, ...] = NODE_IDS) -> dict[int, NodeView | None]:

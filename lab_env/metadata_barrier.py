@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from confluent_kafka.admin import AdminClient
 
 from lab_env import monitoring
@@ -36,8 +35,6 @@ from lab_env.waiting import NotYet, wait_for
 
 HIGH_WATERMARK = "kafka_server_raft_metrics_high_watermark"
 APPLIED = "kafka_server_broker_metadata_metrics_last_applied_record_offset"
-# Only the two samples the barrier reads are sent (the exporter still collects every bean).
-_QUERY = f"?name[]={HIGH_WATERMARK}&name[]={APPLIED}"
 SCRAPE_TIMEOUT_S = 5.0
 TIMEOUT_S = 30.0
 # Probes start 20 ms apart (most waits end within a tenth of a second) and back off to half a
@@ -66,11 +63,8 @@ class Applied:
 
 def read_node(cfg: LabConfig, node: int, timeout: float = SCRAPE_TIMEOUT_S) -> NodeOffsets | None:
     """One node's offsets from its exporter (None: it does not answer)."""
-    try:
-        samples = monitoring.scrape(monitoring.exporter_url(cfg, node) + _QUERY, timeout=timeout)
-    except requests.RequestException:
-        return None
-    if HIGH_WATERMARK not in samples or APPLIED not in samples:
+    samples = monitoring.node_samples(cfg, node, (HIGH_WATERMARK, APPLIED), timeout)
+    if samples is None or HIGH_WATERMARK not in samples or APPLIED not in samples:
         return None  # still starting: the metrics appear once the node has joined the quorum
     return NodeOffsets(int(samples[HIGH_WATERMARK]), int(samples[APPLIED]))
 

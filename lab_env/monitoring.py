@@ -105,6 +105,18 @@ def exporter_url(cfg: LabConfig, node: int) -> str:
     return f"http://{cfg.host}:{cfg.ports.exporters[NODE_IDS.index(node)]}/metrics"
 
 
+def node_samples(
+    cfg: LabConfig, node: int, names: tuple[str, ...], timeout: float = 2.0
+) -> dict[str, float] | None:
+    """The samples called ``names`` from ``node``'s JMX exporter (None: it does not answer).
+    Only those are sent (``name[]=``); the exporter still collects every MBean its rules name."""
+    query = "&".join(f"name[]={name}" for name in names)
+    try:
+        return scrape(f"{exporter_url(cfg, node)}?{query}", timeout=timeout)
+    except requests.RequestException:
+        return None
+
+
 def targets(cfg: LabConfig, timeout: float = 2.0) -> list[dict[str, str]]:
     """Prometheus' active scrape targets with their health ("up", "down", "unknown")."""
     data = requests.get(f"{cfg.prometheus()}/api/v1/targets", timeout=timeout).json()
