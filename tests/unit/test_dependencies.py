@@ -7,6 +7,8 @@ are pinned in pyproject.toml only: the image needs none of them. Nothing else ke
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -86,3 +88,16 @@ def test_environment_yml_installs_pip() -> None:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     assert any(d.split("=")[0] == "pip" for d in conda), "the `pip:` section needs pip itself"
+
+
+def test_a_kernel_that_charts_does_not_build_rfc3987_parsers() -> None:
+    """altair imports jsonschema; jsonschema 4.24 and newer import ``rfc3987_syntax`` for their
+    IRI format checker when it is installed, and Jupyter's ``jsonschema[format-nongpl]`` installs
+    it. Its import builds some thirty Lark Earley parsers: 3.0 s of every kernel's start here
+    (``import altair, pandas; from lab_env import lab``: 5.4 s, 1.6-2.0 s without it). No lesson
+    validates an IRI. pyproject.toml pins the jsonschema that does not load it."""
+    probe = "import sys, altair; print('rfc3987_syntax' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False", "importing altair loads rfc3987_syntax again"
