@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from lab_env import (
@@ -243,6 +244,7 @@ class EmbeddedLab:
         )
         level = registry.ensure_default_compatibility(self.cfg)
         report(f"schema registry answering (default compatibility {level})")
+        self._forget_old_registry_groups(report)
         if prometheus:
             wait_for(
                 "Prometheus scrape targets to be up",
@@ -255,6 +257,18 @@ class EmbeddedLab:
             report("Prometheus scraping every target")
         else:
             report("no Prometheus binary found: the exporters serve, but nothing scrapes them")
+
+    def _forget_old_registry_groups(self, report: Report) -> None:
+        """Housekeeping, after the registry has joined its own group: a failure is reported,
+        never fatal."""
+        try:
+            with AdminClient(health.admin_config(self.cfg)) as admin:
+                old = registry.forget_old_groups(admin)
+        except KafkaException as exc:
+            report(f"could not delete the consumer groups the registry no longer reads in: {exc}")
+            return
+        if old:
+            report(f"deleted {len(old)} consumer group(s) the registry no longer reads in")
 
     def _balance_leaders(self, report: Report) -> None:
         """Every partition led by its preferred replica. Nodes that start one after another leave

@@ -11,6 +11,7 @@ command. Every pipeline has its own topic prefix, so several can share a cluster
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import tempfile
@@ -65,14 +66,16 @@ class Pipeline:
         workdir: Path | None = None,
         die_with_caller: bool = True,
     ) -> None:
-        """A pipeline in ``workdir`` (a new temporary one by default); an existing work
-        directory keeps its stock unless another is given. The prefix defaults to a new one.
+        """A pipeline in ``workdir`` (a new temporary one by default, which ``close`` removes);
+        an existing work directory keeps its stock unless another is given. The prefix defaults
+        to a new one.
 
         Instances die with the process that started them (a notebook's kernel, a test), even
         when it fails before ``close``; ``die_with_caller=False`` (``lab orders``) lets them
         run on until stopped."""
         self.die_with_caller = die_with_caller
         self.lab = lab
+        self.owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fulfilment-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.prefix: str = f"orders-{uuid.uuid4().hex[:6]}." if prefix is None else prefix
@@ -236,7 +239,7 @@ class Pipeline:
 
     def close(self, delete: bool = True) -> None:
         """Stop every instance; with ``delete``, delete the pipeline's topics, subjects and
-        groups too."""
+        groups too, and the work directory (logs included) if the pipeline made it."""
         self.stop_all()
         if self._terminal is not None:
             self._terminal.close()
@@ -249,3 +252,5 @@ class Pipeline:
         for topic in topics:
             schemas.forget_subject(self.lab, f"{topic}-value")
         self.lab.delete_groups(*(f"{self.prefix}fulfilment-{s}" for s in SERVICES), timeout=60)
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -9,6 +9,8 @@ its state from that topic at start, so schemas survive ``lab down`` / ``lab up``
 from __future__ import annotations
 
 import requests
+from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka.admin import AdminClient
 
 from lab_env import artifacts
 from lab_env.config import LabConfig
@@ -16,6 +18,10 @@ from lab_env.java import Java
 
 # Confluent Schema Registry's default; Apicurio's is to check nothing.
 DEFAULT_COMPATIBILITY = "BACKWARD"
+# Each registry start reads its snapshots and journal from the beginning in consumer groups of its
+# own, named this prefix and a random UUID (Apicurio's default prefix is "apicurio-"), and
+# commits offsets there. The groups outlive the process: forget_old_groups deletes them.
+GROUP_PREFIX = "kafka-lab-registry-"
 
 
 def jvm_argv(cfg: LabConfig, java: Java) -> list[str]:
@@ -34,6 +40,7 @@ def jvm_argv(cfg: LabConfig, java: Java) -> list[str]:
         # At start-up the storage polls the snapshots topic twice with this timeout (5 s by
         # default) before it serves; on a local cluster 0.5 s is plenty.
         "-Dapicurio.kafkasql.consumer.poll.timeout=500",
+        f"-Dapicurio.kafkasql.consumer.group-prefix={GROUP_PREFIX}",
         f"-Dapicurio.kafkasql.bootstrap.servers={cfg.bootstrap()}",
         "-Dquarkus.log.console.format=%d{HH:mm:ss} %-5p [%c{2.}] %s%e%n",
         "-jar",
@@ -97,3 +104,28 @@ def _global_rule_set(cfg: LabConfig) -> bool:
     except requests.RequestException:
         return False
     return rules.ok and "COMPATIBILITY" in rules.json()
+
+
+def forget_old_groups(admin: AdminClient, timeout: float = 10.0) -> list[str]:
+    """Delete the registry's consumer groups that have no member left (GROUP_PREFIX): those of
+    earlier registry processes, and the running one's snapshot reader once it has read them. The
+    running registry's journal reader keeps its member and its group. Returns those deleted.
+
+    Left alone they pile up, one per ``lab up``, each listed by ``kafka-consumer-groups``,
+    exported by the lag exporter and so read by it on every scrape."""
+    listing = admin.list_consumer_groups(request_timeout=timeout).result()
+    mine = [g.group_id for g in listing.valid if g.group_id.startswith(GROUP_PREFIX)]
+    if not mine:
+        return []
+    described = admin.describe_consumer_groups(mine, request_timeout=timeout)
+    old = [g for g, f in described.items() if f.result().state == ConsumerGroupState.EMPTY]
+    if not old:
+        return []
+    deleted = []
+    for group, future in admin.delete_consumer_groups(old, request_timeout=timeout).items():
+        try:
+            future.result()
+        except KafkaException:  # a member joined meanwhile, or it is gone: not ours to wait for
+            continue
+        deleted.append(group)
+    return sorted(deleted)

@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     stock = {sku.sku: PLENTY for sku in catalog}
     pipeline = Pipeline(lab, stock)
     print(
-        f"pipeline {pipeline.prefix} with {args.instances} instance(s) of each service; "
+        f"pipeline {pipeline.prefix} in {pipeline.workdir} with {args.instances} instance(s) "
+        "of each service; "
         f"{count} orders at {args.rate:g}/s for {args.seconds:g} s from "
         f"{args.generators} generator process(es)"
     )
@@ -216,13 +217,17 @@ def main(argv: list[str] | None = None) -> int:
         events = pipeline.settle(count + len(warm), timeout=60)
         report = reconcile(warm + orders, events, stock)
     finally:
-        pipeline.close(delete=not args.keep)
-    phases = profile(pipeline.workdir / "logs")
+        pipeline.stop_all()  # each instance logs its transactions' profile as it stops
+        phases = profile(pipeline.workdir / "logs")
+        pipeline.close(delete=not args.keep)  # --keep keeps the logs too
 
     ended = sorted((k for k in placed if k in watcher.ended), key=placed.__getitem__)
     latencies = [watcher.ended[k] - placed[k] for k in ended]
     if not latencies:
-        raise LabError("no order ended: is every service running? See the logs in the workdir.")
+        raise LabError(
+            "no order ended: is every service running? Run again with --keep to keep the "
+            "services' logs (the work directory is printed at the start)."
+        )
     ended_per_s = steady_rate([watcher.ended[k] for k in ended])
     offered_per_s = len(placed) / ((placing_ended - started) / 1000)
     tenth = max(1, len(latencies) // 10)

@@ -202,3 +202,15 @@ def test_lab_orders_runs_scales_kills_and_tidies_a_pipeline(lab: Lab) -> None:
     assert down.returncode == 0, down.stderr
     assert "deleted the pipeline's topics" in down.stdout
     assert not [t for t in lab.admin().list_topics(timeout=10).topics if t.startswith(prefix)]
+
+
+def test_a_pipeline_removes_the_work_directory_it_made_and_keeps_one_it_was_given(
+    lab: Lab, tmp_path: Path
+) -> None:
+    made = Pipeline(lab, prefix=f"it-ful-{uuid.uuid4().hex[:6]}.")
+    assert made.workdir.is_dir() and (made.workdir / "stock.json").is_file()
+    made.close()
+    assert not made.workdir.exists()
+    given = Pipeline(lab, prefix=f"it-ful-{uuid.uuid4().hex[:6]}.", workdir=tmp_path / "run")
+    given.close()
+    assert (tmp_path / "run" / "stock.json").is_file()

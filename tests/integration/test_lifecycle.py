@@ -8,23 +8,39 @@ import uuid
 
 import psutil
 import pytest
+from confluent_kafka import TopicPartition
 from confluent_kafka.schema_registry import Schema
 
 from lab_env import ports
 from lab_env.api import Lab
 from lab_env.embedded import EmbeddedLab
 from lab_env.group_offsets import committed_on
+from lab_env.registry import GROUP_PREFIX
 from tests.helpers import run_lab
 
 pytestmark = [pytest.mark.cluster, pytest.mark.disruptive]
 
 
-def test_up_twice_is_harmless(lab: Lab, embedded: EmbeddedLab) -> None:
+def test_up_twice_is_harmless_and_deletes_the_groups_the_registry_left(
+    lab: Lab, embedded: EmbeddedLab, topic: str
+) -> None:
+    # The registry reads its journal and snapshots in new consumer groups at each start, and a
+    # stopped registry's groups stay (with their offsets). One such group, left empty:
+    stale = f"{GROUP_PREFIX}{uuid.uuid4()}"
+    consumer = lab.consumer(stale, {"enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    consumer.close()
+    live = registry_groups(lab)
+    assert stale in live and len(live) > 1, "the running registry reads in groups of its own"
     pids = {c["name"]: c["pid"] for c in embedded.status()["components"]}
     proc = run_lab("up")
     assert proc.returncode == 0, proc.stderr
     assert "already running" in proc.stderr
     assert {c["name"]: c["pid"] for c in embedded.status()["components"]} == pids
+    left = registry_groups(lab)
+    # (A group whose member has not yet timed out, from a registry stopped moments ago, may go
+    # or stay: only the empty one is certain to go, and the running registry keeps its own.)
+    assert stale not in left and left, proc.stderr
 
 
 def test_data_survives_down_and_up_and_nothing_is_left_running(
@@ -78,6 +94,12 @@ def test_data_survives_down_and_up_and_nothing_is_left_running(
     assert lab.registry().get_latest_version(subject).schema_id == schema_id
     committed = committed_on(lab, group, topic, 3, timeout=30)
     assert sum(offset or 0 for offset in committed.values()) == seen
+
+
+def registry_groups(lab: Lab) -> list[str]:
+    with lab.admin() as admin:
+        listing = admin.list_consumer_groups(request_timeout=10).result()
+    return sorted(g.group_id for g in listing.valid if g.group_id.startswith(GROUP_PREFIX))
 
 
 def not_led_by_preferred_replica(lab: Lab) -> list[str]:
