@@ -75,9 +75,10 @@ check: setup-test lint
 	$(BIN)/python -m lab_env.labs --check
 	$(BIN)/pytest -m "not cluster" -n 2
 
-# The rest (tests/suite.py): the cluster tests that may share the machine on two pytest-xdist
-# workers, then the serial ones alone (the tests that kill, pause or restart brokers last). It
-# starts the lab if it is not running, and stops it afterwards if it did. WORKERS=1: one run.
+# The rest (tests/suite.py): the cluster tests that may share the lab on two pytest-xdist
+# workers, beside the disruptive ones (they kill, pause or restart brokers) on a lab of their own,
+# then the serial ones (a time or a rate to bound) alone. It starts the lab if it is not running,
+# and stops it afterwards if it did. WORKERS=1: one run, on the lab.
 WORKERS ?= 2
 test: check
 	$(BIN)/python -m tests.suite --workers $(WORKERS)

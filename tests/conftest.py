@@ -5,10 +5,9 @@ Tiers: every test that needs a running cluster or a Java process is marked ``clu
 ``pytest -m "not cluster"`` (``make check``) runs the rest in minutes and never starts a lab.
 The cluster tests run in this order: the other cluster tests, then the notebooks
 (tests/notebooks/), then the ``disruptive`` ones (they kill, pause or restart brokers, or stop
-the lab), with tests/integration/test_faults.py and test_reliability.py at the very end. The
-disruptive ones and those two files are marked ``serial`` too: ``make test`` (tests/suite.py)
-runs every cluster test that is not serial on two workers first, then the serial ones alone
-(tests/tiers.py).
+the lab), with tests/integration/test_faults.py and test_reliability.py at the very end.
+``make test`` (tests/suite.py) runs the disruptive ones on a lab of their own, beside the shared
+tier, and the ``serial`` ones (a time or a rate to bound) alone at the end (tests/tiers.py).
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from lab_env.embedded import EmbeddedLab
 from lab_env.filelock import exclusive
 from lab_env.processes import PAUSED
 from lab_env.producing import wait_in_sync
-from tests.tiers import SERIAL
 
 TESTS = Path(__file__).resolve().parent
 # `isolated` (tests/integration/conftest.py) starts a second lab on free ports.
@@ -74,10 +72,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("cluster") is None and needs_cluster(item):
             item.add_marker(pytest.mark.cluster)
-        if run_order(item) >= 3 and item.get_closest_marker("serial") is None:
-            item.add_marker(SERIAL)
     # Stable: collection order within each tier. The "cpu" group first, so that on the
-    # parallel tier one worker starts on it while the other takes everything else.
+    # shared tier one worker starts on it while the other takes everything else.
     items.sort(key=lambda item: (run_order(item), not in_cpu_group(item)))
 
 

@@ -28,10 +28,11 @@ CELL_TIMEOUT_S = 300  # papermill's bound on each cell
 # 600 s per-test limit here and passed it on a slower CI machine.
 NBVAL_TIMEOUT_S = 900
 
-# Notebooks that kill, pause or restart brokers (or stop the lab): they run after every other
-# cluster test. A stem names a lesson, or a lab in both solutions/ and labs/. Killing a client or
-# a service process is not a broker fault: lessons 03 and 04 SIGKILL consumer and transactional
-# workers, lesson 11 and lab 11 kill or freeze a service instance, lesson 10's
+# Notebooks that kill, pause or restart brokers (or stop the lab): they run in the disruptive tier,
+# on a lab of their own (tests/tiers.py). A stem names a lesson, or a lab in both solutions/ and
+# labs/. Killing a client or a service process is not a broker fault: lessons 03 and 04 SIGKILL
+# consumer and transactional workers, lesson 11 and lab 11 kill or freeze a service instance,
+# lesson 10's
 # `external.faults.kill(1)` is refused by the external backend; none of them is here.
 DISRUPTIVE = frozenset(
     {
@@ -55,10 +56,10 @@ DISRUPTIVE = frozenset(
     }
 )
 
-# Notebooks that run on the suite's parallel tier only if nothing else shares the machine
-# (``tests/suite.py``: they run in the serial tier, after the parallel one, with the disruptive
-# notebooks). Each bounds a time it does not control the load for: a test sharing two cores with
-# them could fail them, which says nothing about the notebook.
+# Notebooks that must have the machine to themselves (tests/tiers.py: they run in the serial tier,
+# after the shared and disruptive ones). Each bounds a time it does not control the load for: a
+# test sharing two cores with them could fail them, which says nothing about the notebook. One
+# that is disruptive too (02-reliable-fast-producer) runs there, on the lab, alone.
 SERIAL = frozenset(
     {
         # sleeps 7.5 s against a 6 s max.poll.interval.ms (+0.5 s), and 0.7 s against a 200 ms
@@ -76,7 +77,7 @@ SERIAL = frozenset(
     }
 )
 
-# Notebooks that keep both cores busy for minutes (producer throughput runs): on the parallel
+# Notebooks that keep both cores busy for minutes (producer throughput runs): on the shared
 # tier they share one worker (xdist group "cpu") with the other such tests, so two of them never
 # compete for the machine.
 HEAVY = frozenset({"06-performance-tuning"})
