@@ -108,10 +108,10 @@ def _global_rule_set(cfg: LabConfig) -> bool:
 
 def forget_old_groups(admin: AdminClient, timeout: float = 10.0) -> list[str]:
     """Delete the registry's consumer groups that have no member left (GROUP_PREFIX): those of
-    earlier registry processes, and the running one's snapshot reader once it has read them. The
-    running registry's journal reader keeps its member and its group. Returns those deleted.
+    earlier registry processes, and any the running one has finished with. A group with a member
+    (the running registry's journal reader) is kept. Returns those deleted.
 
-    Left alone they pile up, one per ``lab up``, each listed by ``kafka-consumer-groups``,
+    Left alone they pile up, two per registry start, each listed by ``kafka-consumer-groups``,
     exported by the lag exporter and so read by it on every scrape."""
     listing = admin.list_consumer_groups(request_timeout=timeout).result()
     mine = [g.group_id for g in listing.valid if g.group_id.startswith(GROUP_PREFIX)]
