@@ -133,13 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         supervisor.up(lambda m: say(f"lab up: {m}"))
     results: list[tuple[Tier, int, float]] = []
     own_home = Path(tempfile.mkdtemp(prefix="kafka-lab-own-")) if embedded else None
+    own_env = {**os.environ, **own_lab_env(cfg, own_home)} if own_home else None
     try:
         for phase in runs:
-            results += run_phase(phase, cfg, own_home, say)
+            results += run_phase(phase, own_home, own_env, say)
     finally:
-        if own_home is not None:
-            own = own_lab_env(cfg, own_home)
-            EmbeddedLab(load_config({**os.environ, **own})).down()  # if pytest did not
+        if own_home is not None and own_env is not None:
+            EmbeddedLab(load_config(own_env)).down()  # if its pytest session did not
             shutil.rmtree(own_home, ignore_errors=True)
         if started and supervisor is not None:
             say("lab down (this run started it)")
@@ -150,7 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_phase(
-    phase: list[Tier], cfg: LabConfig, own_home: Path | None, say: Callable[[str], None]
+    phase: list[Tier],
+    own_home: Path | None,
+    own_env: dict[str, str] | None,
+    say: Callable[[str], None],
 ) -> list[tuple[Tier, int, float]]:
     """Start every tier of ``phase`` at once and wait for all. A tier on a lab of its own writes
     to a log, printed when it ends, so two tiers' lines never interleave. Whatever ends this
@@ -160,18 +163,17 @@ def run_phase(
     ended: dict[int, tuple[int, float]] = {}
     try:
         for tier in phase:
-            env, log = None, None
+            log = None
             if tier.own_lab:
-                assert own_home is not None, "a tier on a lab of its own needs that lab's home"
-                env = {**os.environ, **own_lab_env(cfg, own_home)}
+                assert own_home and own_env, "a tier on a lab of its own needs that lab's home"
                 log = own_home.with_name(own_home.name + ".log")
                 where = f"on a lab of its own in {own_home} (ports +{OWN_LAB_PORT_OFFSET})"
                 say(f"{tier.name} tier, {where}, output at its end: {' '.join(tier.argv[1:])}")
+                with log.open("wb") as out:
+                    proc = subprocess.Popen(tier.argv, env=own_env, stdout=out, stderr=out)
             else:
                 say(f"{tier.name} tier: {' '.join(tier.argv[1:])}")
-            with log.open("wb") if log else open(os.devnull, "wb") as out:
-                into = out if log else None
-                proc = subprocess.Popen(tier.argv, env=env, stdout=into, stderr=into)
+                proc = subprocess.Popen(tier.argv)
             running.append((tier, proc, log))
         while len(ended) < len(running):
             for i, (tier, proc, log) in enumerate(running):
