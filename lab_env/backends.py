@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import requests
 from confluent_kafka.admin import AdminClient
 
-from lab_env import health, security
-from lab_env.compose import PROJECT, SECURITY_SOURCE
+from lab_env import health, monitoring, security
+from lab_env.compose import PROJECT
 from lab_env.config import NODE_IDS, REPO, LabConfig, node_id
 from lab_env.embedded import EmbeddedLab, Report
 from lab_env.errors import LabError
@@ -40,8 +40,9 @@ class Backend(Protocol):
         ...
 
 
-def reachability(cfg: LabConfig, name: str) -> dict[str, Any]:
-    """What a lab we did not start looks like from outside: brokers, registry, Prometheus."""
+def reachability(cfg: LabConfig, name: str, quorum_leader: int | None = None) -> dict[str, Any]:
+    """What a lab whose processes are not ours looks like from outside: brokers, registry,
+    Prometheus (and the quorum leader, where the caller could read it)."""
     view = health.cluster_view(cfg, timeout=5.0)
     registry = "answering" if answering(cfg, timeout=3) else "down"
     try:
@@ -52,7 +53,7 @@ def reachability(cfg: LabConfig, name: str) -> dict[str, Any]:
         "backend": name,
         "bootstrap": cfg.bootstrap(),
         "components": [],
-        "quorum_leader": None,
+        "quorum_leader": quorum_leader,
         "brokers": view.brokers if view else [],
         "under_replicated_partitions": view.under_replicated if view else None,
         "registry": registry,
@@ -88,7 +89,8 @@ class DockerBackend:
             )
 
     def up(self, report: Report, timeout: float = 300.0) -> dict[str, Any]:
-        security.export_for_containers(self.cfg, REPO / SECURITY_SOURCE)
+        security.share_with_containers(self.cfg)
+        monitoring.rules_dir(self.cfg).mkdir(parents=True, exist_ok=True)  # yours, not root's
         self._compose("up", "-d", "--wait", "--wait-timeout", str(int(timeout)))
         with AdminClient(health.admin_config(self.cfg)) as admin:
             security.ensure_admin_user(self.cfg, admin)
@@ -99,7 +101,9 @@ class DockerBackend:
         return ["docker compose stack"]
 
     def status(self) -> dict[str, Any]:
-        return reachability(self.cfg, self.name)
+        """The stack from the host: its brokers' exporters are published, so the quorum leader
+        is read the embedded backend's way (the leader a majority of the nodes report)."""
+        return reachability(self.cfg, self.name, health.quorum_leader(self.cfg))
 
     def reset(self) -> None:
         self._compose("down", "--volumes")
@@ -120,7 +124,12 @@ class DockerBackend:
                 },
             )
         except Exception as exc:
-            raise LabError(f"Cannot reach the Docker engine: {exc}.") from None
+            raise LabError(
+                f"Cannot reach the Docker engine ({exc}), and stopping or pausing a broker needs "
+                "it. Inside the lab's JupyterLab container this is deliberate: a notebook server "
+                "holding the Docker socket would control the whole machine. Run this notebook from "
+                "the host instead (KAFKA_LAB_BACKEND=docker; see docker/README.md)."
+            ) from None
         if not found:
             raise LabError(f"No container for kafka-{key}; is the compose stack up (`lab up`)?")
         return found[0]

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lab_env.config import LabConfig
+from lab_env.config import REPO, LabConfig
 from lab_env.errors import LabError
 from lab_env.filelock import exclusive
 
@@ -50,6 +50,8 @@ MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192  # Kafka's minimum for SCRAM-SHA-512 is 4096
 VALID_DAYS = 825
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+# The secured listeners' names (lab_env/broker_config.py says why they are not SSL and SASL_SSL).
+TLS_LISTENER, SASL_LISTENER = "TLS", "SASL"
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,15 @@ class Identity:
     key: Path
 
 
+DOCKER_FOLDER = ".lab-security"  # the docker backend's, relative to the repository; git-ignored
+
+
 def folder(cfg: LabConfig) -> Path:
+    """The lab's CA, keystore, users and client certificates. The docker backend keeps them in
+    the repository (git-ignored), which its brokers mount and its JupyterLab container, running
+    from the same repository, shares: a client certificate issued there is one the brokers trust."""
+    if cfg.backend == "docker":
+        return REPO / DOCKER_FOLDER
     return cfg.home / "security"
 
 
@@ -252,12 +262,12 @@ def broker_properties(cfg: LabConfig, files: str | None = None) -> dict[str, str
         "ssl.keystore.location": f"{where}/{broker_keystore(cfg).name}",
         "ssl.truststore.type": "PEM",
         "ssl.truststore.location": f"{where}/{ca_file(cfg).name}",
-        "listener.name.ssl.ssl.client.auth": "required",
+        f"listener.name.{TLS_LISTENER.lower()}.ssl.client.auth": "required",
         # "CN=orders,O=Kafka Microservices Lab" -> User:orders. The rule spells "CN=" as "CN."
         # because the apache/kafka image drops environment values that contain "=".
         "ssl.principal.mapping.rules": "RULE:^CN.([^,]+),.*$/$1/,DEFAULT",
         "sasl.enabled.mechanisms": MECHANISM,
-        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+        f"listener.name.{SASL_LISTENER.lower()}.scram-sha-512.sasl.jaas.config": (
             "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         ),
         "authorizer.class.name": AUTHORIZER,
@@ -265,17 +275,15 @@ def broker_properties(cfg: LabConfig, files: str | None = None) -> dict[str, str
     }
 
 
-def export_for_containers(cfg: LabConfig, target: Path) -> None:
-    """Copy the CA certificate and the brokers' keystore to ``target`` for the docker backend.
-
-    The containers' user is not yours, so the copy of the keystore is readable by all: acceptable
-    for a lab key valid only for 127.0.0.1 and localhost, never for a real deployment."""
+def share_with_containers(cfg: LabConfig) -> Path:
+    """Make the docker backend's security folder ready for its containers, whose users are not
+    yours: the CA certificate and the brokers' keystore readable by all (acceptable for a lab key
+    valid only for 127.0.0.1 and localhost, never for a real deployment). The CA's key, the
+    users' passwords and client keys stay yours alone."""
     ensure_files(cfg)
-    target.mkdir(parents=True, exist_ok=True)
-    for source in (ca_file(cfg), broker_keystore(cfg)):
-        copy = target / source.name
-        copy.write_bytes(source.read_bytes())
-        copy.chmod(0o644)
+    for shared in (ca_file(cfg), broker_keystore(cfg)):
+        shared.chmod(0o644)
+    return folder(cfg)
 
 
 def tls_config(cfg: LabConfig, name: str) -> dict[str, str]:

@@ -110,6 +110,6 @@ def test_broker_properties_enforce_on_secured_listeners_only(cfg: LabConfig) -> 
     props = security.broker_properties(cfg)
     assert props["authorizer.class.name"] == security.AUTHORIZER
     assert props["super.users"] == "User:ANONYMOUS;User:admin"
-    assert props["listener.name.ssl.ssl.client.auth"] == "required"
+    assert props["listener.name.tls.ssl.client.auth"] == "required"
     assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
     assert "allow.everyone.if.no.acl.found" not in props  # Kafka's default: false

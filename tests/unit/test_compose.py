@@ -11,15 +11,17 @@ import base64
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from lab_env import compose
+from lab_env import broker_config, compose, monitoring, security
 from lab_env.config import BROKER_SETTINGS, IMAGES, NODE_IDS, LabConfig, Ports
 from lab_env.errors import LabError
+from lab_env.kafka_nodes import Node
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -69,22 +71,76 @@ def mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def test_committed_file_is_current() -> None:
-    assert COMPOSE_FILE.read_text() == compose.dump(), (
-        "docker-compose.yml is out of date with lab_env/config.py; regenerate it with "
-        "`python -m lab_env.compose > docker-compose.yml` (no KAFKA_LAB_* overrides set)."
+def image_setting(variable: str) -> str:
+    """The broker setting the apache/kafka image makes of a ``KAFKA_*`` variable (its own
+    conversion, in kafka.docker.KafkaDockerWrapper)."""
+    key = variable.removeprefix("KAFKA_").lower().replace("_", ".")
+    return key.replace("...", "-").replace("..", "_")
+
+
+def final_settings(service: dict[str, Any]) -> dict[str, str]:
+    """What a node's broker ends with: the mounted server.properties, then every KAFKA_* variable
+    appended (the image's configuration step; the last value wins)."""
+    source, _ = mounts(service)[compose.MOUNTED_CONFIG]
+    settings = broker_config.parse_properties((ROOT / source / "server.properties").read_text())
+    for variable, value in service["environment"].items():
+        if variable.startswith("KAFKA_"):
+            settings[image_setting(variable)] = value.replace("$$", "$")
+    return settings
+
+
+@pytest.mark.parametrize("relative", sorted(compose.files()))
+def test_committed_files_are_current(relative: str) -> None:
+    assert (ROOT / relative).read_text() == compose.files()[relative], (
+        f"{relative} is out of date with the lab's configuration; regenerate the docker "
+        "backend's files with `python -m lab_env.compose` (no KAFKA_LAB_* overrides set)."
     )
 
 
-def test_header_says_generated() -> None:
-    head = COMPOSE_FILE.read_text().splitlines()[0]
-    assert head.startswith("#") and "python -m lab_env.compose > docker-compose.yml" in head
+def test_headers_say_generated() -> None:
+    for relative in compose.files():
+        head = (ROOT / relative).read_text().splitlines()[:2]
+        assert "python -m lab_env.compose" in " ".join(head), relative
+
+
+def test_every_node_ends_with_the_generators_settings(services: dict[str, Any]) -> None:
+    """One generator for every backend: the file and the environment together are exactly
+    lab_env/broker_config.py's settings, and nothing the image would default is left to it."""
+    for node, name in zip(NODE_IDS, KAFKA, strict=True):
+        assert final_settings(services[name]) == compose.node_settings(LabConfig(), node)
+        env = services[name]["environment"]
+        for setting in compose.IMAGE_DEFAULTS:
+            assert env.get(compose.kafka_env_name(setting)), (
+                f"{name}: the image would set {setting}"
+            )
+        assert compose.entrypoint_refusal(env) is None
+
+
+def test_the_embedded_and_docker_nodes_differ_only_in_addresses_paths_and_quorum() -> None:
+    cfg = LabConfig()
+    for node in NODE_IDS:
+        docker = compose.node_settings(cfg, node)
+        embedded = Node(cfg, node).properties()
+        different = {k for k in docker.keys() | embedded.keys() if docker.get(k) != embedded.get(k)}
+        assert different <= {
+            "listeners",
+            "advertised.listeners",
+            "listener.security.protocol.map",
+            "inter.broker.listener.name",
+            "log.dirs",
+            "controller.quorum.voters",
+            "controller.quorum.bootstrap.servers",
+            "ssl.keystore.location",
+            "ssl.truststore.location",
+        }
+        for key in ("listener.name.tls.ssl.client.auth", "super.users", "min.insync.replicas"):
+            assert docker[key] == embedded[key]
 
 
 def test_parses_with_expected_services(doc: dict[str, Any]) -> None:
     assert doc["name"] == compose.PROJECT
     expected = {"jmx-exporter-fetch", *KAFKA, "schema-registry", "lag-exporter", "prometheus"}
-    expected.add("jupyter")
+    expected |= {"jupyter", "lab-network"}
     assert set(doc["services"]) == expected
 
 
@@ -134,16 +190,17 @@ def test_published_on_loopback_by_default(services: dict[str, Any]) -> None:
 
 def test_broker_settings_reach_every_node(services: dict[str, Any]) -> None:
     for name in KAFKA:
-        env = services[name]["environment"]
+        settings = final_settings(services[name])
         for setting, value in BROKER_SETTINGS.items():
-            var = compose.kafka_env_name(setting)
-            assert env.get(var) == value, f"{name}: {var} should be {value!r} ({setting})"
-        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+            assert settings.get(setting) == value, f"{name}: {setting} should be {value!r}"
+        assert settings["min.insync.replicas"] == "2"
 
 
 def test_env_names_follow_the_image_convention() -> None:
     assert compose.kafka_env_name("min.insync.replicas") == "KAFKA_MIN_INSYNC_REPLICAS"
     assert compose.kafka_env_name("a_b-c.d") == "KAFKA_A__B___C_D"
+    for setting in [*BROKER_SETTINGS, *compose.IMAGE_DEFAULTS]:
+        assert image_setting(compose.kafka_env_name(setting)) == setting
 
 
 def test_kraft_quorum(services: dict[str, Any]) -> None:
@@ -174,12 +231,12 @@ def test_listeners(services: dict[str, Any]) -> None:
             p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
         )
         assert set(protocols) == set(bound)
-        assert set(bound) == {"INTERNAL", "CONTROLLER", "EXTERNAL", "SSL", "SASL_SSL"}
-        assert protocols["SSL"] == "SSL" and protocols["SASL_SSL"] == "SASL_SSL"
-        for secured, port in (("SSL", Ports().tls[i]), ("SASL_SSL", Ports().sasl[i])):
+        assert set(bound) == {"INTERNAL", "CONTROLLER", "EXTERNAL", "TLS", "SASL"}
+        assert protocols["TLS"] == "SSL" and protocols["SASL"] == "SASL_SSL"
+        for secured, port in (("TLS", Ports().tls[i]), ("SASL", Ports().sasl[i])):
             assert advertised[secured] == (LabConfig().host, port)
             assert published(services[name])[bound[secured][1]] == port
-        assert "CONTROLLER" not in advertised
+        assert advertised["CONTROLLER"] == (name, compose.CONTROLLER_PORT)
         assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
         assert advertised["INTERNAL"] == (name, bound["INTERNAL"][1])
         # A host client is redirected to the advertised address, which must be the published one.
@@ -242,7 +299,7 @@ def test_named_volumes_are_declared_and_bind_sources_exist(
 ) -> None:
     for name, service in services.items():
         for source, _ in mounts(service).values():
-            if source == compose.SECURITY_SOURCE:
+            if source in (compose.SECURITY_SOURCE, f"./{monitoring.DOCKER_RULES}"):
                 continue  # written by `lab up` (docker backend) before the stack starts
             if source.startswith((".", "/")):
                 assert not source.startswith("/"), f"{name}: {source} is machine-specific"
@@ -271,13 +328,24 @@ def test_no_stray_interpolation() -> None:
 
 
 def test_prometheus_scrapes_every_exporter(services: dict[str, Any]) -> None:
-    source, _ = mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"]
+    prometheus = services["prometheus"]
+    source, _ = mounts(prometheus)["/etc/prometheus/prometheus.yml"]
     config = yaml.safe_load((ROOT / source).read_text())
     assert config["global"]["scrape_interval"] == "5s"
-    (rules,) = config["rule_files"]
-    assert mounts(services["prometheus"])[rules] == ("./lab_env/resources/lab-alerts.yml", "ro")
+    alerts, learners = config["rule_files"]
+    assert mounts(prometheus)[alerts] == ("./lab_env/resources/lab-alerts.yml", "ro")
+    folder, pattern = learners.rsplit("/", 1)
+    assert pattern == "*.yml"
+    # Lab 08's check writes the learner's rule where the lab's rules folder is, then reloads.
+    assert mounts(prometheus)[folder][0] == f"./{monitoring.DOCKER_RULES}"
+    assert (
+        monitoring.rules_dir(replace(LabConfig(), backend="docker"))
+        == ROOT / monitoring.DOCKER_RULES
+    )
+    assert "--web.enable-lifecycle" in prometheus["command"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "kafka", "consumer-lag"}  # the embedded backend's jobs
+    assert set(jobs) == set(monitoring.JOBS)  # the embedded backend's jobs
     lag = services["lag-exporter"]
     assert jobs["consumer-lag"]["static_configs"][0]["targets"] == [
         f"lag-exporter:{compose.LAG_EXPORTER_PORT}"
@@ -342,12 +410,23 @@ def test_docker_compose_accepts_the_file() -> None:
 
 def test_secured_listeners_use_the_mounted_lab_ca_and_keystore(services: dict[str, Any]) -> None:
     for name in KAFKA:
-        env = services[name]["environment"]
+        settings = final_settings(services[name])
         assert mounts(services[name])[compose.SECURITY_DIR] == (compose.SECURITY_SOURCE, "ro")
-        assert env["KAFKA_SSL_KEYSTORE_LOCATION"] == f"{compose.SECURITY_DIR}/broker.pem"
-        assert env["KAFKA_SSL_TRUSTSTORE_LOCATION"] == f"{compose.SECURITY_DIR}/ca.pem"
-        assert env["KAFKA_LISTENER_NAME_SSL_SSL_CLIENT_AUTH"] == "required"
-        assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
-        assert env["KAFKA_SUPER_USERS"] == "User:ANONYMOUS;User:admin"
-        # "$" reaches the broker as "$" only when written "$$" in the compose file
-        assert env["KAFKA_SSL_PRINCIPAL_MAPPING_RULES"] == "RULE:^CN.([^,]+),.*$$/$$1/,DEFAULT"
+        assert settings["ssl.keystore.location"] == f"{compose.SECURITY_DIR}/broker.pem"
+        assert settings["ssl.truststore.location"] == f"{compose.SECURITY_DIR}/ca.pem"
+        assert settings["listener.name.tls.ssl.client.auth"] == "required"
+        assert settings["authorizer.class.name"].endswith("StandardAuthorizer")
+        assert settings["super.users"] == "User:ANONYMOUS;User:admin"
+        assert settings["ssl.principal.mapping.rules"] == "RULE:^CN.([^,]+),.*$/$1/,DEFAULT"
+        assert f"./{security.DOCKER_FOLDER}" == compose.SECURITY_SOURCE
+    docker = replace(LabConfig(), backend="docker")
+    assert security.folder(docker) == ROOT / security.DOCKER_FOLDER  # the container's too
+
+
+def test_the_heap_and_agent_reach_the_brokers_process_only(services: dict[str, Any]) -> None:
+    for name in KAFKA:
+        command = services[name]["command"]
+        assert command[0] == "env" and command[-1] == compose.ENTRYPOINT
+        assert any(arg.startswith("KAFKA_HEAP_OPTS=-Xms") for arg in command)
+        env = services[name]["environment"]
+        assert "KAFKA_HEAP_OPTS" not in env and "KAFKA_OPTS" not in env

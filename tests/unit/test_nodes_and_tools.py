@@ -62,11 +62,14 @@ def test_node_properties(moved: LabConfig, node_id: int) -> None:
     tls, sasl = moved.ports.tls[i], moved.ports.sasl[i]
     assert props["listeners"] == (
         f"PLAINTEXT://127.0.0.2:{broker},CONTROLLER://127.0.0.2:{controller},"
-        f"SSL://127.0.0.2:{tls},SASL_SSL://127.0.0.2:{sasl}"
+        f"TLS://127.0.0.2:{tls},SASL://127.0.0.2:{sasl}"
     )
     assert props["advertised.listeners"] == props["listeners"]
     assert props["authorizer.class.name"].endswith("StandardAuthorizer")
-    assert props["listener.name.ssl.ssl.client.auth"] == "required"
+    assert props["listener.security.protocol.map"] == (
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,TLS:SSL,SASL:SASL_SSL"
+    )
+    assert props["listener.name.tls.ssl.client.auth"] == "required"
     assert props["controller.quorum.bootstrap.servers"] == (
         "127.0.0.2:39092,127.0.0.2:39093,127.0.0.2:39094"
     )
