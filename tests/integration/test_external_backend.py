@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 
 import pytest
 
 from lab_env.api import Lab
+from lab_env.backends import DockerBackend
 from lab_env.config import load_config
 from tests.helpers import assert_sentence, run_lab
 
@@ -60,3 +62,14 @@ def test_the_lab_never_touches_an_external_cluster(external_env: dict[str, str],
 def test_unreachable_external_cluster(external_env: dict[str, str]) -> None:
     env = {**external_env, "KAFKA_LAB_BOOTSTRAP": "127.0.0.1:1"}
     assert_sentence(run_lab("up", env=env, timeout=60), "No broker answers at 127.0.0.1:1")
+
+
+def test_the_docker_backends_status_names_the_quorum_leader(lab: Lab) -> None:
+    """The docker backend runs nothing the lab supervises, but its brokers' exporters are
+    published on the same host ports: its status reads the quorum leader from them, as the
+    embedded backend does (here from the lab's own brokers, the same exporters)."""
+    status = DockerBackend(replace(lab.config, backend="docker")).status()
+    assert status["backend"] == "docker"
+    assert status["quorum_leader"] in (1, 2, 3)
+    assert status["quorum_leader"] == lab.status()["quorum_leader"]
+    assert status["brokers"] == [1, 2, 3]
