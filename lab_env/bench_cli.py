@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from lab_env import tuning
+from lab_env import terminal, tuning
 from lab_env.api import Lab
 from lab_env.errors import LabError
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+out = terminal.console(wide=True)
 
 PRODUCE_COLUMNS = ("engine", "processes", "records", "failed", "records/s", "MB/s")
 LATENCY_COLUMNS = ("p50 ms", "p95 ms", "p99 ms")

@@ -14,7 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from lab_env import artifacts, bench_cli, doctor, orders_cli, progress_cli, tools, workshop
@@ -23,14 +22,12 @@ from lab_env.config import KAFKA_VERSION, REPO, LabConfig, load_config
 from lab_env.embedded import EmbeddedLab
 from lab_env.errors import LabError
 from lab_env.kernel import ensure_kernel, ensure_settings
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from lab_env.terminal import err, out, styled
 
 
 def _reporter(start: float) -> Callable[[str], None]:
     def report(message: str) -> None:
-        err.print(f"[dim]{time.monotonic() - start:5.1f}s[/] {message}")
+        err.print(styled((f"{time.monotonic() - start:5.1f}s", "dim"), " ", message))
 
     return report
 
@@ -44,7 +41,7 @@ def _status_table(status: dict[str, Any]) -> Table:
         state = comp["state"]
         table.add_row(
             comp["name"],
-            f"[{colours.get(state, 'white')}]{state}[/]",
+            styled((state, colours.get(state, "white"))),
             str(comp["pid"] or "-"),
             comp["address"],
             f"{comp['rss_mib']:.0f}" if comp["pid"] else "-",
@@ -75,7 +72,7 @@ def _print_status(status: dict[str, Any]) -> None:
 def cmd_up(lab: Backend, args: argparse.Namespace) -> int:
     start = time.monotonic()
     status = lab.up(_reporter(start), timeout=args.timeout)
-    err.print(f"[green]The lab is up[/] ({time.monotonic() - start:.1f} s).")
+    err.print(styled(("The lab is up", "green"), f" ({time.monotonic() - start:.1f} s)."))
     _print_status(status)
     return 0
 
@@ -194,11 +191,11 @@ def cmd_doctor(lab: Backend, args: argparse.Namespace) -> int:
     failed = 0
     for check in doctor.checks(lab.cfg):
         mark = (
-            "[green]ok[/]  "
+            ("ok  ", "green")
             if check.ok
-            else ("[red]FAIL[/]" if check.required else "[yellow]warn[/]")
+            else (("FAIL", "red") if check.required else ("warn", "yellow"))
         )
-        out.print(f"{mark} {check.name}: {check.detail}")
+        out.print(styled(mark, f" {check.name}: {check.detail}"))
         if not check.ok and check.fix:
             out.print(f"      fix: {check.fix}")
         failed += int(not check.ok and check.required)
@@ -313,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg: LabConfig = load_config()
         return int(args.run(backend(cfg), args))
     except LabError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        err.print(styled(("error:", "red"), " ", str(exc)))
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("Interrupted. Anything half-fetched was discarded; `lab status` shows what runs.")

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from lab_env import datasets
+from lab_env import datasets, terminal
 from lab_env import fulfilment_events as ev
 from lab_env.api import Lab
 from lab_env.config import load_config
@@ -33,7 +31,7 @@ from lab_env.fulfilment_pipeline import SERVICES, Pipeline, paced
 from lab_env.processes import Registry
 from lab_env.records import read_all
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+out = terminal.console(wide=True)
 MAX_SECONDS = 3600  # `place` is bounded: an hour at most
 
 

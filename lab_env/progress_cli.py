@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
 from rich.table import Table
 
-from lab_env import progress
+from lab_env import progress, terminal
 from lab_env.api import Lab
 from lab_env.errors import LabError
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+out = terminal.console(wide=True)
 MAX_REFRESHES = 720  # --watch 10: two hours
 
 
@@ -69,7 +67,11 @@ def cmd_progress(args: argparse.Namespace) -> int:
                 continue
             if args.watch:
                 out.clear()
-                out.print(f"[dim]{time.strftime('%H:%M:%S')} refresh {i + 1} of {refreshes}[/]")
+                out.print(
+                    terminal.styled(
+                        (f"{time.strftime('%H:%M:%S')} refresh {i + 1} of {refreshes}", "dim")
+                    )
+                )
             show(attempts)
     except KeyboardInterrupt:  # the usual way out of --watch
         return 0

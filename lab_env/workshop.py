@@ -30,14 +30,13 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
-from rich.console import Console
 
 from lab_env import progress, security
 from lab_env.api import Lab
 from lab_env.errors import LabError
 from lab_env.lab_checks.security_acls import allow, connect, grant, revoke_all
+from lab_env.terminal import err
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 # No dot: it separates the learner's name from their topic names, so "ali." never covers
 # "alice."'s topics.
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
