@@ -9,8 +9,9 @@ lines, uncommented, so the notebook still runs and its checks fail with the lab'
     # STUB: partitions = None
     ### END SOLUTION
 
-Outputs are cleared. ``python -m lab_env.labs`` regenerates ``labs/``; ``--check`` exits 1 when
-``labs/`` is out of date (the test suite runs it).
+Markdown cells tagged ``answers`` (the answers to the lesson's "Check yourself" questions, kept
+at the end of each solution) are left out. Outputs are cleared. ``python -m lab_env.labs``
+regenerates ``labs/``; ``--check`` exits 1 when ``labs/`` is out of date (the test suite runs it).
 
 The same command keeps two things about every notebook in step: its kernel (the lab's own,
 :mod:`lab_env.kernel`) and the curriculum table in lesson 00, the start page ``lab jupyter``
@@ -31,6 +32,7 @@ from lab_env.errors import LabError
 from lab_env.kernel import kernelspec
 
 BEGIN, END, STUB = "### BEGIN SOLUTION", "### END SOLUTION", "# STUB: "
+ANSWERS = "answers"  # the tag of a solution's cell that a learner copy leaves out
 PLACEHOLDER = "# YOUR CODE HERE"
 
 
@@ -62,6 +64,7 @@ def strip_solutions(source: str, where: str = "cell") -> str:
 
 def learner_copy(solution: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     notebook = nbformat.from_dict(solution)
+    notebook.cells = [c for c in notebook.cells if ANSWERS not in c.metadata.get("tags", [])]
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source, f"{name}, cell {index}")

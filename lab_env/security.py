@@ -3,9 +3,12 @@
 Every broker has, beside the plaintext teaching listener, two secured listeners that really
 enforce (see README, "Security"):
 
-- ``SSL`` (ports.tls): TLS with client certificates required (mutual TLS). The principal is the
-  certificate's common name (``CN=orders`` -> ``User:orders``).
-- ``SASL_SSL`` (ports.sasl): TLS plus SCRAM-SHA-512 passwords. The principal is the user name.
+- ``TLS`` (ports.tls; protocol SSL): TLS with client certificates required (mutual TLS). The
+  principal is the certificate's common name (``CN=orders`` -> ``User:orders``).
+- ``SASL`` (ports.sasl; protocol SASL_SSL): TLS plus SCRAM-SHA-512 passwords. The principal is
+  the user name.
+
+(lab_env/broker_config.py says why the listeners are not named after their protocols.)
 
 Authorization is KRaft's ``StandardAuthorizer``: on the secured listeners nothing is allowed
 without an ACL, except for the super user ``admin``. The plaintext and controller listeners

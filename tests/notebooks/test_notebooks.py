@@ -206,6 +206,36 @@ def test_strip_solutions_keeps_stubs_and_indentation() -> None:
     assert labs.strip_solutions(source) == "x = 1\n    # YOUR CODE HERE\n    y = None\nz = 3"
 
 
+def test_a_learner_copy_leaves_out_the_answers() -> None:
+    solution = nbformat.v4.new_notebook()
+    solution.cells = [
+        nbformat.v4.new_markdown_cell("# Lab"),
+        nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n# STUB: x = None\n### END SOLUTION"),
+        nbformat.v4.new_markdown_cell("## Answers\n\n1. 42", metadata={"tags": [labs.ANSWERS]}),
+    ]
+    copy = labs.learner_copy(solution)
+    assert [c.source for c in copy.cells] == ["# Lab", "# YOUR CODE HERE\nx = None"]
+
+
+def _tags(cell: nbformat.NotebookNode) -> list[str]:
+    return list(cell.metadata.get("tags", []))
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=label)
+def test_a_lesson_opens_with_objectives_and_ends_with_questions(path: Path) -> None:
+    cells = nbformat.read(path, as_version=4).cells
+    assert "objectives" in _tags(cells[1]), f"{label(path)}: cell 2 is not the objectives"
+    assert "**What you will be able to do**" in cells[1].source
+    assert re.search(r"\*\*Time\*\*: about \d+ minutes", cells[1].source)
+    assert "check-yourself" in _tags(cells[-1]), f"{label(path)}: no questions at the end"
+    questions = re.findall(r"^\d+\. ", cells[-1].source, re.MULTILINE)
+    assert len(questions) >= 3, f"{label(path)}: fewer than three questions"
+    (solution,) = re.findall(r"`solutions/([^`]+\.ipynb)`", cells[-1].source)
+    answers = nbformat.read(REPO / "solutions" / solution, as_version=4).cells[-1]
+    assert labs.ANSWERS in _tags(answers), f"solutions/{solution} does not end with the answers"
+    assert len(re.findall(r"^\d+\. ", answers.source, re.MULTILINE)) == len(questions)
+
+
 @pytest.mark.parametrize(
     ("source", "fragment"),
     [
