@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 ROUNDS ?= 3
 
-.PHONY: help setup setup-test lab up down status doctor check test soak lint unit integration notebooks labs bench-startup bench-produce bench-orders clean
+.PHONY: help setup setup-test lab up down status doctor check test soak lint unit integration notebooks labs site bench-startup bench-produce bench-orders clean
 
 help:
 	@echo "make lab            set up, start the lab, open JupyterLab"
@@ -15,6 +15,7 @@ help:
 	@echo "make test           make check, then the cluster tests, the notebooks, the disruptive tests"
 	@echo "make soak           every lesson ROUNDS times (default 3), broker restart and down/up between"
 	@echo "make labs           regenerate labs/ from solutions/"
+	@echo "make site           the executed course as a static site in build/site, tested in Chromium"
 	@echo "make bench-startup  seconds from 'lab up' to healthy, and the stack's memory"
 	@echo "make bench-produce  the Python load generator vs kafka-producer-perf-test (lab up first)"
 	@echo "make bench-orders   the case study's pipeline: orders/s and end-to-end latency (lab up first)"
@@ -82,6 +83,14 @@ check: setup-test lint
 WORKERS ?= 2
 test: check
 	$(BIN)/python -m tests.suite --workers $(WORKERS)
+
+# The course as a static site (coursesite/) from the notebooks the suite executed
+# (test-artifacts/notebooks/; any missing is executed on the lab first, or refused with
+# SITE_ARGS=--no-execute), then read page by page in Chromium (tests/site).
+SITE_ARGS ?=
+site: setup-test
+	$(BIN)/python -m coursesite $(SITE_ARGS)
+	$(BIN)/pytest --site -p no:cacheprovider tests/site
 
 soak: setup-test
 	$(BIN)/python -m tests.soak --rounds $(ROUNDS)

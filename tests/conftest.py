@@ -37,6 +37,19 @@ CLUSTER_DIRS = (TESTS / "integration", TESTS / "browser")
 NOTEBOOKS = TESTS / "notebooks"
 # Whole-cluster faults (two of three nodes down, every node SIGKILLed, leaders killed): last.
 LAST = frozenset(TESTS / "integration" / name for name in ("test_faults.py", "test_reliability.py"))
+# The course site's browser test reads the site `make site` builds after the suite: it runs only
+# when asked for (`pytest --site tests/site`), never in `make check` or the suite's tiers.
+SITE_TESTS = TESTS / "site"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--site", action="store_true", help="run tests/site on build/site")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path == SITE_TESTS and not config.getoption("site"):
+        return True
+    return None
 
 
 @functools.cache

@@ -25,7 +25,7 @@ from lab_env.api import Lab
 from lab_env.cli import JUPYTER_QUIET
 from lab_env.kernel import KERNEL_NAME, kernelspec
 from lab_env.waiting import wait_for
-from tests.helpers import free_ports
+from tests.helpers import chromium_page, free_ports
 
 pytestmark = [pytest.mark.cluster]
 
@@ -122,15 +122,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Serve
 @pytest.fixture(scope="module")
 def browser_page(server: Server) -> Iterator[Page]:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(CHROMIUM, 1400, 1000) as page:
+        yield page
 
 
 def shot(page: Page, name: str) -> None:

@@ -5,14 +5,18 @@ generator (``python -m tests.notebooks.expected``) and the soak (``python -m tes
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
 
+from lab_env.display import CHARTS_ENV
 from lab_env.kernel import KERNEL_NAME
 from tests.tiers import CPU
 from tests.tiers import SERIAL as SERIAL_MARK
@@ -27,6 +31,24 @@ CELL_TIMEOUT_S = 300  # papermill's bound on each cell
 # One nbval run per lesson, each bounded on its own: a run over all twelve came near the suite's
 # 600 s per-test limit here and passed it on a slower CI machine.
 NBVAL_TIMEOUT_S = 900
+# The executed lessons and solutions are the course site's pages (coursesite/): their kernels draw
+# charts as SVG images, which a static page shows, instead of widgets, which it cannot.
+STATIC_CHARTS = {CHARTS_ENV: "static"}
+
+
+@contextlib.contextmanager
+def static_charts() -> Iterator[None]:
+    """Kernels started inside draw static charts (papermill starts them from this process)."""
+    before = os.environ.get(CHARTS_ENV)
+    os.environ.update(STATIC_CHARTS)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CHARTS_ENV, None)
+        else:
+            os.environ[CHARTS_ENV] = before
+
 
 # Notebooks that kill, pause or restart brokers (or stop the lab): they run in the disruptive tier,
 # on a lab of their own (tests/tiers.py). A stem names a lesson, or a lab in both solutions/ and
@@ -162,7 +184,12 @@ def run_nbval(copy: Path, timeout: float = NBVAL_TIMEOUT_S) -> subprocess.Comple
     command += ["-p", "tests.notebooks.nbval_keep", "-p", "no:cacheprovider", "-q"]
     command += ["-o", "addopts="]  # no per-cell durations ahead of nbval's report
     return subprocess.run(
-        [*command, str(copy)], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [*command, str(copy)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **STATIC_CHARTS},
     )
 
 
@@ -171,13 +198,14 @@ def run_papermill(path: Path, out: Path) -> Path:
     the working directory. Raises papermill's PapermillExecutionError at the first failing cell
     (``out`` then holds the notebook up to that cell)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(path),
-        str(out),
-        parameters=ci_parameters(path),
-        kernel_name=KERNEL_NAME,
-        cwd=str(REPO),
-        progress_bar=False,
-        execution_timeout=CELL_TIMEOUT_S,
-    )
+    with static_charts():
+        papermill.execute_notebook(
+            str(path),
+            str(out),
+            parameters=ci_parameters(path),
+            kernel_name=KERNEL_NAME,
+            cwd=str(REPO),
+            progress_bar=False,
+            execution_timeout=CELL_TIMEOUT_S,
+        )
     return out

@@ -6,10 +6,9 @@ import math
 import shutil
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import yaml
 
 from lab_env import monitoring
 from lab_env.config import LabConfig
+from tests.helpers import http_server
 
 METRICS = """# HELP kafka_server_raft_metrics_current_leader Current leader
 # TYPE kafka_server_raft_metrics_current_leader gauge
@@ -108,15 +108,8 @@ class MetricsHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def exporter() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), MetricsHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with http_server(MetricsHandler) as url:
+        yield url
 
 
 def test_scrape_parses_samples_with_and_without_labels(exporter: str) -> None:

@@ -1,0 +1,3 @@
+from coursesite.build import main
+
+raise SystemExit(main())
