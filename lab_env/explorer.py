@@ -54,12 +54,19 @@ def _controls() -> dict[str, widgets.ValueWidget]:
     """One widget per setting, described by its real key; values are checked by tuning."""
     defaults, style = tuning.PRODUCER_DEFAULTS, {"description_width": "initial"}
     spec = ProduceSpec()
+    # As wide as its column, no wider: the label keeps its natural width, the field the rest.
+    fill = {"width": "100%"}
 
     def number(key: str, value: int) -> widgets.IntText:
-        return widgets.IntText(value=value, description=key, style=style)
+        return widgets.IntText(value=value, description=key, style=style, layout=fill)
 
     def choice(key: str, options: tuple[str, ...], value: str) -> widgets.Dropdown:
-        return widgets.Dropdown(options=options, value=value, description=key, style=style)
+        return widgets.Dropdown(
+            options=options, value=value, description=key, style=style, layout=fill
+        )
+
+    def tick(key: str, value: bool) -> widgets.Checkbox:
+        return widgets.Checkbox(value=value, description=key, indent=False, layout=fill)
 
     return {
         "mode": widgets.ToggleButtons(options=MODES, value="produce", description="mode"),
@@ -70,13 +77,12 @@ def _controls() -> dict[str, widgets.ValueWidget]:
             max=LINGER_MAX_MS,
             description="linger.ms",
             style=style,
+            layout=fill,
             continuous_update=False,
         ),
         "compression.type": choice("compression.type", tuning.COMPRESSION, "none"),
         "acks": choice("acks", ("0", "1", "all"), defaults["acks"]),
-        "enable.idempotence": widgets.Checkbox(
-            value=defaults["enable.idempotence"], description="enable.idempotence"
-        ),
+        "enable.idempotence": tick("enable.idempotence", defaults["enable.idempotence"]),
         "max.in.flight.requests.per.connection": number(
             "max.in.flight.requests.per.connection",
             defaults["max.in.flight.requests.per.connection"],
@@ -93,7 +99,7 @@ def _controls() -> dict[str, widgets.ValueWidget]:
             "fetch.wait.max.ms", tuning.CONSUMER_DEFAULTS["fetch.wait.max.ms"]
         ),
         BATCH_KEY: number(BATCH_KEY, 500),
-        PERF_KEY: widgets.Checkbox(value=False, description=PERF_KEY),
+        PERF_KEY: tick(PERF_KEY, False),
     }
 
 
@@ -356,15 +362,25 @@ class Explorer:
 
     def widget(self) -> widgets.VBox:
         c = self.controls
-        producer = widgets.VBox([c[k] for k in PRODUCER_KEYS], layout={"width": "34%"})
-        workload = widgets.VBox([c[k] for k in SPEC_KEYS], layout={"width": "30%"})
-        consumer = widgets.VBox(
-            [c[k] for k in (*CONSUMER_KEYS, BATCH_KEY, PERF_KEY)], layout={"width": "34%"}
+        groups = (
+            ("producer", PRODUCER_KEYS),
+            ("workload", SPEC_KEYS),
+            ("consumer", (*CONSUMER_KEYS, BATCH_KEY, PERF_KEY)),
         )
+        # Three columns where they fit, fewer (wrapped) where they do not: a column is never
+        # narrower than its longest label and a usable field (max.in.flight... is 37 letters).
+        column = {"flex": "1 1 360px", "min_width": "360px", "margin": "0 16px 8px 0"}
+        columns = [
+            widgets.VBox(
+                [widgets.Label(name, style={"font_weight": "bold"}), *(c[k] for k in keys)],
+                layout=column,
+            )
+            for name, keys in groups
+        ]
         return widgets.VBox(
             [
                 c["mode"],
-                widgets.HBox([producer, workload, consumer]),
+                widgets.HBox(columns, layout={"flex_flow": "row wrap", "width": "100%"}),
                 widgets.HBox([self.button, self.progress]),
                 self.message,
                 self.output,

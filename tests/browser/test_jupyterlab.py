@@ -221,3 +221,63 @@ def test_the_tuning_explorer_runs_from_the_page(browser_page: Page, server: Serv
     expect(page.get_by_text("1 run(s) added, 1 in all.")).to_be_visible()
     page.locator(".widget-output").first.scroll_into_view_if_needed()
     shot(page, "06-results")
+
+
+# Every control of the explorer and its parts, as boxes in the page; the problems a reader would
+# see: a part running out of its control or off the output area, a label cut short, two
+# controls on top of each other.
+LAYOUT_PROBLEMS = """(root) => {
+    const controls = ['.widget-inline-hbox', '.widget-checkbox', '.widget-toggle-buttons',
+        '.widget-button'].join(', ');
+    const box = [...document.querySelectorAll(root)].find(
+        b => b.querySelector('.widget-toggle-buttons'));
+    if (!box) return ['no explorer on the page'];
+    const area = box.closest('.jp-OutputArea-output').getBoundingClientRect();
+    const els = [...box.querySelectorAll(controls)].filter(
+        e => !e.parentElement.closest(controls) && e.offsetParent !== null);
+    const name = e => (e.querySelector('label, .widget-label')?.textContent
+        || e.textContent || e.className).trim().slice(0, 40);
+    const inside = (r, o) => r.left >= o.left - 1 && r.right <= o.right + 1
+        && r.top >= o.top - 1 && r.bottom <= o.bottom + 1;
+    const problems = [];
+    const boxes = els.map(e => [e, e.getBoundingClientRect()]);
+    for (const [e, r] of boxes) {
+        if (!inside(r, area)) problems.push(`off the output area: ${name(e)}`);
+        const parts = 'input, select, label, .widget-readout, .noUi-target';
+        for (const part of e.querySelectorAll(parts)) {
+            const p = part.getBoundingClientRect();
+            if (p.width && !inside(p, r)) problems.push(`runs out of its control: ${name(e)}`);
+            if (part.scrollWidth > part.clientWidth + 1 && part.tagName === 'LABEL')
+                problems.push(`label cut short: ${name(e)}`);
+        }
+    }
+    for (let i = 0; i < boxes.length; i++)
+        for (let j = i + 1; j < boxes.length; j++) {
+            const [a, ra] = boxes[i], [b, rb] = boxes[j];
+            const w = Math.min(ra.right, rb.right) - Math.max(ra.left, rb.left);
+            const h = Math.min(ra.bottom, rb.bottom) - Math.max(ra.top, rb.top);
+            if (w > 1 && h > 1) problems.push(`overlap: ${name(a)} / ${name(b)}`);
+        }
+    return problems;
+}"""
+
+
+def test_the_explorers_controls_are_all_visible_at_laptop_width(
+    browser_page: Page, server: Server
+) -> None:
+    """At 1280 px (a common laptop), with JupyterLab's side panel open: no control of module
+    06's explorer covers another, runs off the page or has its label cut short."""
+    page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 900})
+    try:
+        open_notebook(page, server, f"notebooks/{EXPLORER}")
+        run_all(page, "06-layout")
+        explorer = page.locator(".widget-toggle-buttons").first
+        expect(explorer).to_be_visible(timeout=30_000)
+        explorer.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)  # the widgets' own layout pass
+        shot(page, "06-controls-1280")
+        problems = page.evaluate(LAYOUT_PROBLEMS, f"{CURRENT} .widget-vbox")
+        assert problems == [], "\n".join(problems)
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})

@@ -116,6 +116,7 @@ def test_a_lessons_charts_are_visible(
     browser_page: Page, base_url: str, site_page: build.Page
 ) -> None:
     expected = shows(site_page)["charts"]
+    assert expected >= 1, f"{site_page.href}: the executed lesson kept no chart (static charts?)"
     page = browser_page
     page.goto(urljoin(base_url, site_page.href), wait_until="load")
     charts = page.locator(f'.jp-OutputArea-output[data-mime-type="{SVG}"]')
