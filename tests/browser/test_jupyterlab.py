@@ -48,6 +48,8 @@ if sync_playwright is None or not Path(CHROMIUM).is_file():
 
 
 EXPLORER = "explorer.ipynb"
+# Lessons with Mermaid diagrams in their Markdown, opened (not run) to see JupyterLab draw them.
+DIAGRAM_LESSONS = ("03-consumer-groups.ipynb", "09-security.ipynb")
 CURRENT = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook in front
 RECORDS = 3000
 
@@ -79,6 +81,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Serve
     root = tmp_path_factory.mktemp("jupyter-root")
     (root / "notebooks").mkdir()
     shutil.copy(labs.START, root / "notebooks" / labs.START.name)
+    for lesson in DIAGRAM_LESSONS:
+        shutil.copy(REPO / "notebooks" / lesson, root / "notebooks" / lesson)
     explorer_notebook(root / "notebooks" / EXPLORER)
     port, token = free_ports(1)[0], secrets.token_hex(16)
     log = (root / "jupyter.log").open("w")
@@ -281,3 +285,21 @@ def test_the_explorers_controls_are_all_visible_at_laptop_width(
         assert problems == [], "\n".join(problems)
     finally:
         page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+@pytest.mark.parametrize("lesson", DIAGRAM_LESSONS)
+def test_jupyterlab_draws_a_lessons_diagrams_offline(
+    browser_page: Page, server: Server, lesson: str
+) -> None:
+    """JupyterLab renders Mermaid in Markdown cells with the copy it bundles: no network."""
+    page = browser_page
+    open_notebook(page, server, f"notebooks/{lesson}")
+    source = nbformat.read(server.root / "notebooks" / lesson, as_version=4)
+    expected = sum(c.source.count("```mermaid") for c in source.cells if c.cell_type == "markdown")
+    assert expected >= 1
+    drawn = page.locator(f"{CURRENT} .jp-RenderedMermaid svg, {CURRENT} .jp-RenderedMermaid img")
+    drawn.first.scroll_into_view_if_needed(timeout=60_000)
+    expect(drawn.first).to_be_visible(timeout=60_000)
+    assert page.locator(f"{CURRENT} .jp-RenderedMermaid.jp-mod-warning").count() == 0
+    assert drawn.count() >= expected
+    shot(page, f"{lesson.removesuffix('.ipynb')}-diagram")
