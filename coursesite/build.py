@@ -351,11 +351,25 @@ def lab_template_static() -> Path:
 
 
 def _execute_with_papermill(source: Path, copy: Path) -> None:
-    """Execute a notebook the suite has not, as the suite does (the lab must be up)."""
-    from tests.notebooks.catalog import run_papermill  # the suite's runner: CI sizes, SVG charts
+    """Execute a notebook the suite has not, as the suite does (CI sizes, static charts)."""
+    from papermill.exceptions import PapermillExecutionError
 
+    from lab_env import health
+    from tests.notebooks.catalog import run_papermill
+
+    if health.cluster_view(load_config(), timeout=5.0) is None:
+        raise LabError(
+            f"No executed copy of {source.relative_to(REPO)}, and no lab answers to execute it "
+            "on: start it (`lab up`) and run `make site` again, or run the suite (`make test`)."
+        )
     print(f"  executing {source.relative_to(REPO)} (no executed copy yet)", flush=True)
-    run_papermill(source, copy)
+    try:
+        run_papermill(source, copy)
+    except PapermillExecutionError as exc:
+        copy.unlink(missing_ok=True)  # a half-executed copy is not a page
+        raise LabError(
+            f"{source.relative_to(REPO)} failed at cell {exc.cell_index}: {exc.ename}: {exc.evalue}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
