@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -20,6 +22,7 @@ from rich.table import Table
 from lab_env import terminal, tuning
 from lab_env.api import Lab
 from lab_env.errors import LabError
+from lab_env.steps import Steps
 
 out = terminal.console(wide=True)
 
@@ -51,6 +54,15 @@ def _split(settings: dict[str, str], known: dict[str, Any], side: str) -> dict[s
     return settings
 
 
+def timed(step: Steps, what: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s row, with a progress line as it starts and one as it ends, with its rate:
+    a long run on a busy machine is seen to move."""
+    with step.phase(what) as found:
+        row = run()
+        found.append(f"{_cell(row.get('records/s'))} records/s")
+    return row
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     lab = Lab()
     spec = tuning.ProduceSpec(
@@ -64,19 +76,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
         produce_batch=args.produce_batch,
     )
     given = settings_from(args.set or [])
+    step = Steps(sys.stderr)  # stdout keeps the table or the JSON
+    records = f"{spec.records:,} records of {spec.message_bytes} B"
+    runs = 2 if args.java else 1
     if args.side == "produce":
         settings = tuning.producer_settings(_split(given, tuning.PRODUCER_DEFAULTS, "producer"))
-        rows = [tuning.produce(lab, spec, settings)]
+        rows = [
+            timed(
+                step,
+                f"run 1 of {runs}, python producer, {records}",
+                lambda: tuning.produce(lab, spec, settings),
+            )
+        ]
         if args.java:
-            rows.append(tuning.java_produce(lab, spec, settings))
+            rows.append(
+                timed(
+                    step,
+                    "run 2 of 2, kafka-producer-perf-test",
+                    lambda: tuning.java_produce(lab, spec, settings),
+                )
+            )
         columns = (*PRODUCE_COLUMNS, *LATENCY_COLUMNS)
     else:
         settings = tuning.consumer_settings(_split(given, tuning.CONSUMER_DEFAULTS, "consumer"))
-        topic = tuning.fill(lab, spec)
+        with step.phase(f"filling a topic of {spec.partitions} partitions with {records}"):
+            topic = tuning.fill(lab, spec)
         try:
-            rows = [tuning.consume(lab, topic, settings, batch=args.batch)]
+            rows = [
+                timed(
+                    step,
+                    f"run 1 of {runs}, python consumer, batches of {args.batch}",
+                    lambda: tuning.consume(lab, topic, settings, batch=args.batch),
+                )
+            ]
             if args.java:
-                rows.append(tuning.java_consume(lab, topic, spec.records, settings))
+                rows.append(
+                    timed(
+                        step,
+                        "run 2 of 2, kafka-consumer-perf-test",
+                        lambda: tuning.java_consume(lab, topic, spec.records, settings),
+                    )
+                )
         finally:
             lab.delete_topic(topic)
         columns = CONSUME_COLUMNS

@@ -2,6 +2,11 @@
 
 Every attempt is recorded for the instructor (lab_env/progress.py): ``passed`` records the
 passes, and inside IPython a cell that ends in a check's exception records the failure.
+
+A check that takes more than a few seconds (it produces thousands of records, kills a broker,
+waits for an alert) says what it is doing as each phase starts, with ``lab_env.steps.Steps``:
+``step = Steps()`` at the top, then ``step("killed kafka-2, the leader of partition 1")``, a
+plain line under the cell with the seconds since the check began.
 """
 
 from __future__ import annotations

@@ -22,12 +22,13 @@ from lab_env.config import KAFKA_VERSION, REPO, LabConfig, load_config
 from lab_env.embedded import EmbeddedLab
 from lab_env.errors import LabError
 from lab_env.kernel import ensure_kernel, ensure_settings
+from lab_env.steps import stamp
 from lab_env.terminal import err, out, styled
 
 
 def _reporter(start: float) -> Callable[[str], None]:
     def report(message: str) -> None:
-        err.print(styled((f"{time.monotonic() - start:5.1f}s", "dim"), " ", message))
+        err.print(styled((stamp(time.monotonic() - start), "dim"), " ", message))
 
     return report
 

@@ -15,11 +15,15 @@ The pipeline's topics are named as the article names them (``order.created``, ..
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from lab_env import datasets, terminal
@@ -30,9 +34,11 @@ from lab_env.errors import LabError
 from lab_env.fulfilment_pipeline import SERVICES, Pipeline, paced
 from lab_env.processes import Registry
 from lab_env.records import read_all
+from lab_env.steps import Steps
 
 out = terminal.console(wide=True)
 MAX_SECONDS = 3600  # `place` is bounded: an hour at most
+PROGRESS_EVERY_S = 5.0  # `place` without a terminal: a progress line this often
 
 
 def pipeline(args: argparse.Namespace) -> Pipeline:
@@ -81,6 +87,38 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def placing(placed: int, total: int, seconds: float) -> str:
+    """A progress line of `place`: ``placed 1,750 of 3,500 orders (350/s)``."""
+    return f"placed {placed:,} of {total:,} orders ({placed / max(seconds, 1e-9):,.0f}/s)"
+
+
+def with_progress(orders: Iterable[dict[str, Any]], total: int) -> Iterator[dict[str, Any]]:
+    """``orders`` as they are handed out, with their progress on stderr: a transient bar on a
+    terminal; elsewhere (a notebook, a log, CI), where a bar's redrawing is noise, a line every
+    PROGRESS_EVERY_S seconds."""
+    if sys.stderr.isatty():
+        bar = Progress(
+            TextColumn("placing orders"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=terminal.err,
+            transient=True,
+        )
+        with bar:
+            task = bar.add_task("place", total=total)
+            for order in orders:
+                yield order
+                bar.advance(task)
+        return
+    step, due = Steps(sys.stderr), PROGRESS_EVERY_S
+    for placed, order in enumerate(orders, 1):
+        yield order
+        if (seconds := step.elapsed()) >= due:
+            step(placing(placed, total, seconds))
+            due = (seconds // PROGRESS_EVERY_S + 1) * PROGRESS_EVERY_S
+
+
 def cmd_place(args: argparse.Namespace) -> int:
     if args.rate <= 0 or not 0 < args.seconds <= MAX_SECONDS:
         raise LabError(f"--rate must be positive and --seconds between 0 and {MAX_SECONDS}.")
@@ -92,7 +130,9 @@ def cmd_place(args: argparse.Namespace) -> int:
     tag = time.strftime("%H%M%S")
     renamed = (dict(o, order_id=f"{o['order_id']}-{tag}") for o in orders)
     start = time.monotonic()
-    placed = p.place(paced(itertools.islice(renamed, count), args.rate))
+    handed_out = with_progress(paced(itertools.islice(renamed, count), args.rate), count)
+    with contextlib.closing(handed_out):  # the bar goes, even when placing fails
+        placed = p.place(handed_out)
     took = time.monotonic() - start
     out.print(f"placed {placed} orders in {took:.1f} s ({placed / took:.0f}/s)")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 from lab_env.api import Lab
 
 LAB = Path(sys.executable).with_name("lab")
+STAMPED = re.compile(r"^ *\d+\.\ds (.+)$", re.MULTILINE)  # lab_env/steps.py's lines
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,18 @@ def run_lab(
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
     )
+
+
+def progress_lines(text: str) -> list[str]:
+    """The progress lines in ``text`` (lab_env/steps.py: seconds since the operation began,
+    then what it is doing), without their stamps, in order."""
+    return STAMPED.findall(text)
+
+
+def phases(text: str) -> list[str]:
+    """The progress lines in ``text``, each phase's end without what follows its name (``run 1
+    of 2, java: done in 3.1 s, ...`` is ``run 1 of 2, java``): what ran, in order."""
+    return [line.split(": done in ")[0] for line in progress_lines(text)]
 
 
 def free_ports(count: int) -> list[int]:

@@ -53,6 +53,7 @@ from lab_env.errors import LabError
 from lab_env.fulfilment_pipeline import Pipeline, paced
 from lab_env.fulfilment_reconcile import reconcile
 from lab_env.producing import percentile
+from lab_env.steps import Steps
 
 ARTICLE = {"avg_ms": 1200, "orders_per_min": 210_000}
 PLENTY = 1_000_000_000  # units per SKU: no order is rejected for stock, every order does all stages
@@ -200,26 +201,37 @@ def main(argv: list[str] | None = None) -> int:
         f"{count} orders at {args.rate:g}/s for {args.seconds:g} s from "
         f"{args.generators} generator process(es)"
     )
+    step = Steps(sys.stderr)  # progress; stdout keeps the figures
     try:
-        pipeline.start_all(args.instances)
-        expected = pipeline.running()
-        pipeline.wait_assigned()
+        with step.phase(f"starting {args.instances} instance(s) of each service") as found:
+            pipeline.start_all(args.instances)
+            expected = pipeline.running()
+            pipeline.wait_assigned()
+            found.append("every partition assigned")
         warm = [dict(o, order_id=f"warm-{i}") for i, o in enumerate(orders[:50])]
-        pipeline.place(warm)  # every service assigned and running before the clock starts
-        pipeline.settle(len(warm), timeout=120)
+        with step.phase(f"warm-up, {len(warm)} orders through every service (not timed)"):
+            pipeline.place(warm)  # every service assigned and running before the clock starts
+            pipeline.settle(len(warm), timeout=120)
         watcher = Watcher(lab, pipeline.prefix, count + len(warm), args.seconds + 300)
         watcher.start()
-        placed, started, placing_ended = place_in_parallel(
-            pipeline.prefix, orders, args.rate, args.generators
-        )
-        watcher.join(args.seconds + 310)
-        pipeline.check_alive(expected)
-        events = pipeline.settle(count + len(warm), timeout=60)
-        report = reconcile(warm + orders, events, stock)
+        placing = f"placing {count:,} orders at {args.rate:g}/s for {args.seconds:g} s"
+        with step.phase(placing) as found:
+            placed, started, placing_ended = place_in_parallel(
+                pipeline.prefix, orders, args.rate, args.generators
+            )
+            found.append(f"{len(watcher.ended):,} of {watcher.expected:,} ended so far")
+        with step.phase("waiting for every order's terminal event") as found:
+            watcher.join(args.seconds + 310)
+            found.append(f"{len(watcher.ended):,} of {watcher.expected:,} ended (warm-up included)")
+        with step.phase("reconciling, every event read back"):
+            pipeline.check_alive(expected)
+            events = pipeline.settle(count + len(warm), timeout=60)
+            report = reconcile(warm + orders, events, stock)
     finally:
-        pipeline.stop_all()  # each instance logs its transactions' profile as it stops
-        phases = profile(pipeline.workdir / "logs")
-        pipeline.close(delete=not args.keep)  # --keep keeps the logs too
+        with step.phase("stopping the services"):
+            pipeline.stop_all()  # each instance logs its transactions' profile as it stops
+            phases = profile(pipeline.workdir / "logs")
+            pipeline.close(delete=not args.keep)  # --keep keeps the logs too
 
     ended = sorted((k for k in placed if k in watcher.ended), key=placed.__getitem__)
     latencies = [watcher.ended[k] - placed[k] for k in ended]

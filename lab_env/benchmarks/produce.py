@@ -27,8 +27,10 @@ from typing import Any
 
 from lab_env import tuning
 from lab_env.api import Lab
+from lab_env.bench_cli import timed
 from lab_env.benchmarks.machine import describe
 from lab_env.config import load_config
+from lab_env.steps import Steps
 
 COMMON = {"linger.ms": 5, "batch.size": 262_144, "compression.type": "lz4"}
 ACKS_1 = {"acks": "1", "enable.idempotence": False, "max.in.flight.requests.per.connection": 5}
@@ -68,7 +70,9 @@ def cases(scale: float) -> list[Case]:
     ]
 
 
-def run_case(lab: Lab, case: Case, rounds: int, processes: int) -> dict[str, list[int]]:
+def run_case(
+    lab: Lab, case: Case, rounds: int, processes: int, step: Steps
+) -> dict[str, list[int]]:
     figures: dict[str, list[int]] = {"py": [], "java": []}
     spec = tuning.ProduceSpec(
         records=case.records,
@@ -79,10 +83,11 @@ def run_case(lab: Lab, case: Case, rounds: int, processes: int) -> dict[str, lis
         produce_batch=PRODUCE_BATCH,
     )
     for r in range(1, rounds + 1):
-        python = tuning.produce(lab, spec, case.settings)
+        at = f"{case.name} round {r} of {rounds}"
+        python = timed(step, f"{at}, python", lambda: tuning.produce(lab, spec, case.settings))
         if python["failed"] or not python["complete"]:
             sys.exit(f"{case.name}: the Python run lost records: {python['errors']}")
-        java = tuning.java_produce(lab, spec, case.settings)
+        java = timed(step, f"{at}, java", lambda: tuning.java_produce(lab, spec, case.settings))
         figures["py"].append(python["records/s"])
         figures["java"].append(java["records/s"])
         print(
@@ -112,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("settings on both sides: " + ", ".join(f"{k}={v}" for k, v in COMMON.items()))
     results: dict[str, dict[str, int]] = {}
-    for case in cases(args.scale):
+    step = Steps(sys.stderr)  # progress; stdout keeps the figures
+    configs = cases(args.scale)
+    for i, case in enumerate(configs, 1):
         print(f"{case.name}: {case.records:,} records of {case.size} B, {case.settings}")
-        figures = run_case(lab, case, args.rounds, args.processes)
+        step(f"config {i} of {len(configs)}, {case.name}")
+        figures = run_case(lab, case, args.rounds, args.processes, step)
         results[case.name] = {k: round(statistics.median(v)) for k, v in figures.items()}
     print()
     print(f"{'config':<16}{'python rec/s':>14}{'java rec/s':>14}{'ratio':>8}{'py MB/s':>10}")

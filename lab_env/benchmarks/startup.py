@@ -22,6 +22,7 @@ from lab_env.api import Lab
 from lab_env.benchmarks.machine import describe
 from lab_env.config import load_config
 from lab_env.embedded import EmbeddedLab
+from lab_env.steps import Steps
 
 LAB = Path(sys.executable).with_name("lab")
 
@@ -77,15 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     for line in describe(cfg):
         print(line)
     print("warming up: caches and storage (not timed)")
-    supervisor.up()  # fetches and formats on a first run
+    step = Steps(sys.stderr)  # progress; stdout keeps the figures
+    with step.phase("warming up with `lab up` (not timed)"):
+        supervisor.up()  # fetches and formats on a first run
 
     times = []
     for run in range(1, args.runs + 1):
-        supervisor.down()
-        times.append(timed_up())
+        with step.phase(f"run {run} of {args.runs}, stopping the lab"):
+            supervisor.down()
+        with step.phase(f"run {run} of {args.runs}, timing `lab up`"):
+            times.append(timed_up())
         print(f"run {run}: lab up -> healthy in {times[-1]:.1f} s")
     at_rest = rss(supervisor)
-    seconds = load(Lab(cfg), args.records)
+    with step.phase(f"load, {args.records:,} records of 1 KiB produced and consumed"):
+        seconds = load(Lab(cfg), args.records)
     loaded = rss(supervisor)
     print(f"load: {args.records} records of 1 KiB, acks=all, RF 3, in {seconds:.1f} s")
     print("RSS MiB       at rest   after load")
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"memory after load: {total:.0f} MiB (goal: under 3072 MiB)")
     if not was_running:
-        supervisor.down()
+        with step.phase("stopping the lab (it was not running before)"):
+            supervisor.down()
     print(f"RESULT startup_s={median:.1f} rss_mib={total:.0f}")
     return 0
 

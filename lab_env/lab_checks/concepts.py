@@ -12,6 +12,7 @@ from confluent_kafka.admin import ConfigResource
 from lab_env.api import Lab
 from lab_env.checks import passed, require
 from lab_env.records import read_all
+from lab_env.steps import Steps
 
 STATUSES = ("created", "paid", "packed", "shipped")
 PARTITIONS = 6
@@ -145,13 +146,16 @@ def check_latest_status(
         "min.cleanable.dirty.ratio=0.01) so it compacts in seconds.",
     )
     expected = latest_status(events)
+    step = Steps()
     # Close the segment holding the learner's records: wait past segment.ms, then append.
+    step(f"closing the segment that holds your records (segment.ms={segment_ms})")
     time.sleep(segment_ms / 1000 + 0.5)
     producer = lab.producer({"acks": "all"})
     for partition in lab.admin().list_topics(topic, timeout=10).topics[topic].partitions:
         producer.produce(topic, key=ROLL_KEY, value="roll", partition=partition)
     require(producer.flush(30) == 0, f"could not append the roll records to {topic!r}.")
 
+    step(f"waiting for the log cleaner to compact {topic} (up to {timeout:.0f} s)")
     deadline = time.monotonic() + timeout
     while True:
         records = read_all(lab, topic)

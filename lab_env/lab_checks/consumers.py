@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from lab_env.api import Lab
 from lab_env.checks import LabCheckError, passed, require
 from lab_env.consuming import committed_offsets, end_offsets, produce_numbered
+from lab_env.steps import Steps
 from lab_env.waiting import eventually
 
 # What the checks add to the learner's configuration: the classic protocol (KIP-848 groups do
@@ -476,7 +477,9 @@ def check_commits_follow_processing(
     """A worker dies in the middle of a record; the group's commits must not be ahead of what
     was processed, and a restarted worker must process the rest and commit to the end."""
     crash_at = records // 2 + 7  # mid-batch for any batch size that divides `records`
+    step = Steps()
     with Run(lab, "crash", 3, config, work) as run:
+        step(f"producing {records} records; worker-1 runs work() and dies at record {crash_at + 1}")
         run.produce(records)
         first = run.worker("worker-1", crash=lambda w: w.count == crash_at)
         eventually(lambda: not first.running, WORKER_WAIT_S, 0.05)
@@ -499,6 +502,7 @@ def check_commits_follow_processing(
         )
         run.require_healthy()
 
+        step("worker-1 died; worker-2 processes the rest")
         second = run.worker("worker-2")
         ends = run.ends()
         eventually(lambda: not second.running or run.all_processed(ends), WORKER_WAIT_S, 0.05)
@@ -529,7 +533,9 @@ def check_rebalances(
     first_half = records // 2 + 7
     second_half = threading.Event()
     stall_ahead: list[tuple[int, int, int]] = []
+    step = Steps()
     with Run(lab, "rebalance", 6, config, work) as run:
+        step(f"producing {first_half} records; worker-1 runs work()")
         run.produce(first_half)
         first = run.worker(
             "worker-1",
@@ -549,6 +555,7 @@ def check_rebalances(
             "stop.is_set().",
         )
 
+        step("worker-2 joins the group: a rebalance")
         second = run.worker("worker-2", process_s=PROCESS_S)
 
         def assigned(member: str, after: float = 0.0) -> bool:
@@ -571,6 +578,10 @@ def check_rebalances(
         first_ends = run.ends()
         eventually(lambda: run.all_processed(first_ends) or not both(), WORKER_WAIT_S, 0.05)
         run.require_healthy()
+        step(
+            f"producing {records - first_half} more records; worker-1 stalls for "
+            f"{STALL_S:.0f} s, longer than max.poll.interval.ms"
+        )
         run.produce(records - first_half)
         second_half.set()
         eventually(lambda: first.stalled is not None or not first.running, STALL_S + 20, 0.05)
@@ -581,6 +592,7 @@ def check_rebalances(
             "rebalance, keep polling and processing the partitions you are given.",
         )
         stall_start, stall_end = first.stalled
+        step("worker-1's stall is over; waiting for it to rejoin and the records to be processed")
         ends = run.ends()
         eventually(
             lambda: (assigned("worker-1", stall_end) and run.all_processed(ends)) or not both(),

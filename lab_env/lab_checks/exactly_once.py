@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from lab_env.api import Lab
 from lab_env.checks import LabCheckError, passed, require
 from lab_env.records import read_all
+from lab_env.steps import Steps
 from lab_env.transactional_worker import (
     SESSION_TIMEOUT_MS,
     caught_up,
@@ -594,19 +595,24 @@ def check_abort_path(lab: Lab, run_worker: Worker, records: int = RECORDS) -> No
     writing a marker record into them)."""
     require(callable(run_worker), "pass your run_worker function itself (no parentheses).")
     first, second = _split(records)
+    step = Steps()
     with Scenario(lab, "abort") as scenario:
         clients = WorkerLab(lab)
         hook = FailHook(clients, scenario.output, fail_on=(1, 3))
+        step(f"writing {len(first)} input records, then a transaction of {POISON} that aborts")
         scenario.write(first)
         scenario.write(poison_records(), abort=True)
+        step("starting run_worker; fail_hook fails its 1st and 3rd transactions")
         worker = WorkerThread(run_worker, clients, scenario, hook)
         try:
             scenario.wait(worker, FIRST_WAVE_S)
             if clients.producers or not worker.alive():
                 _require_started(worker, clients, scenario)
+            step(f"writing the second wave, {len(second)} records; waiting for the group's commits")
             scenario.write(second)
             done = scenario.wait(worker)
         finally:
+            step("stopping run_worker")
             stuck = _stop_all([worker], [hook])
         _require_stopped(stuck)
         raise_check_errors(worker)
@@ -626,6 +632,7 @@ def check_abort_path(lab: Lab, run_worker: Worker, records: int = RECORDS) -> No
         )
         _require_transactions_used(clients, hook)
         failures = f"{hook.failures} injected failure(s)"
+        step("reading the output back")
         report = verdict(scenario.inputs, scenario.aborted, scenario.output_pairs())
         explain(report, failures)
         require(
@@ -651,10 +658,12 @@ def check_crash_recovery(lab: Lab, run_worker: Worker, records: int = RECORDS) -
     of it may be committed."""
     require(callable(run_worker), "pass your run_worker function itself (no parentheses).")
     first, second = _split(records)
+    step = Steps()
     with Scenario(lab, "crash") as scenario:
         clients = WorkerLab(lab, static_id=scenario.static_id)
         frozen_hook = FailHook(clients, scenario.output, freeze_on=2)
         replacement_hook = FailHook(clients, scenario.output)
+        step(f"writing {len(first)} input records; starting run_worker (worker 1)")
         scenario.write(first)
         zombie = WorkerThread(run_worker, clients, scenario, frozen_hook)
         workers = [zombie]
@@ -663,14 +672,20 @@ def check_crash_recovery(lab: Lab, run_worker: Worker, records: int = RECORDS) -
             scenario.wait(zombie, FIRST_WAVE_S, unless=frozen_hook.frozen.is_set)
             if clients.producers or not zombie.alive():
                 _require_started(zombie, clients, scenario)
+            step(
+                f"writing the second wave, {len(second)} records; fail_hook freezes worker 1 "
+                "in its 2nd transaction"
+            )
             scenario.write(second)
             if zombie.alive():
                 frozen_hook.frozen.wait(WAIT_S)
             frozen = frozen_hook.frozen.is_set()
             if frozen:
+                step("worker 1 is frozen; starting worker 2 with the same transactional.id")
                 workers.append(WorkerThread(run_worker, clients, scenario, replacement_hook))
                 done = scenario.wait(workers[-1])
         finally:
+            step("stopping the workers (a frozen one is woken up first)")
             stuck = _stop_all(workers, [frozen_hook, replacement_hook])
         _require_stopped(stuck)
         raise_check_errors(*workers)
@@ -690,6 +705,7 @@ def check_crash_recovery(lab: Lab, run_worker: Worker, records: int = RECORDS) -
             "offsets committed by the last committed transaction.",
         )
         _require_transactions_used(clients, frozen_hook)
+        step("reading the output back")
         leftovers = len(scenario.output_pairs("read_uncommitted"))
         report = verdict(scenario.inputs, scenario.aborted, scenario.output_pairs())
         explain(report, "a worker frozen mid-transaction, then replaced and woken up")

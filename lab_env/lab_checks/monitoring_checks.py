@@ -22,6 +22,7 @@ from lab_env.api import Lab
 from lab_env.checks import passed, require
 from lab_env.group_offsets import committed_on
 from lab_env.health import quorum_leader
+from lab_env.steps import Steps
 from lab_env.waiting import eventually
 
 RATE_WINDOW = "1m"
@@ -184,22 +185,26 @@ def check_messages_in_rate(lab: Lab, query: str, topic: str, records: int = 300)
         f"[{RATE_WINDOW}]))"
     )
     _evaluate(lab, query, "messages-in rate")  # syntax first, before producing anything
+    step = Steps()
     url = lab.prometheus_url
     counter = f'sum(kafka_server_brokertopicmetrics_messagesin_total{{topic="{topic}"}})'
     # A counter's first sample is its baseline: rate() sees only increases after it, so the
     # check waits until Prometheus has the topic's counter before producing more.
+    step(f"waiting for Prometheus to scrape the messages-in counter of {topic} (up to 30 s)")
     require(
         eventually(lambda: len(pq.instant(url, counter)) > 0, 30, 0.5),
         f"Prometheus has no messages-in counter for {topic!r} after 30 s: produce to it first "
         "(the set-up cell).",
     )
     start = float(pq.instant(url, counter)["value"].iloc[0])
+    step(f"producing {records:,} records to {topic}")
     producer = lab.producer({"acks": "all", "linger.ms": 20})
     for i in range(records):
         producer.produce(topic, key=str(i), value=f"rate-check-{i}")
     require(producer.flush(30) == 0, f"the check could not produce to {topic!r}.")
 
     seen: dict[str, float] = {}
+    step("waiting for Prometheus to scrape them and compute the rate (up to 40 s)")
 
     def scraped() -> bool:
         got = pq.instant(url, counter)
@@ -299,7 +304,9 @@ def check_broker_down_alert(lab: Lab, rule_text: str, within: float = FIRING_BOU
         f"alert {rule['alert']!r}'s expr already returns {len(healthy)} series on a healthy "
         'cluster: it would fire all the time. Compare, e.g. `up{job="kafka"} == 0`.',
     )
+    step = Steps()
     path = monitoring.rules_dir(lab.config) / f"lab08-{uuid.uuid4().hex[:8]}.yml"
+    step(f"installing your rule {rule['alert']!r} in Prometheus")
     path.write_text(rule_text)
     timeline: list[tuple[float, str]] = []
     try:
@@ -312,16 +319,19 @@ def check_broker_down_alert(lab: Lab, rule_text: str, within: float = FIRING_BOU
         victim = next(n for n in (3, 2, 1) if n != leader)
         start = time.monotonic()
         lab.faults.kill(victim)
+        step(f"killed kafka-{victim}; waiting for your alert to fire (up to {within:.0f} s)")
         try:
 
             def fired() -> bool:
                 state = _rule_state(lab, path) or "gone"
                 if not timeline or timeline[-1][1] != state:
                     timeline.append((round(time.monotonic() - start, 1), state))
+                    step(f"your alert is {state}")
                 return state == "firing"
 
             ok = eventually(fired, within, 1.0)
         finally:
+            step(f"starting kafka-{victim} again")
             lab.backend.up(lambda m: None)
         steps = ", ".join(f"{state} at {at:.0f} s" for at, state in timeline)
         require(

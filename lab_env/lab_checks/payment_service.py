@@ -61,6 +61,7 @@ from lab_env.lab_checks.exactly_once import (
     require_transactional_id,
 )
 from lab_env.records import read_all
+from lab_env.steps import Steps
 from lab_env.waiting import eventually
 
 RISK_THRESHOLD = fs.RISK_THRESHOLD
@@ -231,6 +232,7 @@ class Run:
     orders, and the learner's payment instances as threads."""
 
     def __init__(self, lab: Lab, orders: int, workdir: Path) -> None:
+        self.step = Steps()  # the check's progress lines, timed from here
         self.orders = list(datasets.orders(datasets.make_catalog(seed=11), count=orders, seed=11))
         self.lab = lab
         self.prefix = lab.topic(f"lab11-{uuid.uuid4().hex[:6]}.")
@@ -409,7 +411,13 @@ def _drive(run: Run, payment_loop: Function) -> tuple[str, bool]:
     is where the check's verdict comes from: the second is not run."""
     half = len(run.orders) // 2
     quarter = half // 2
+    step = run.step
+    step("starting the lab's inventory, shipping and order services")
     run.start_services()
+    step(
+        f"starting your payment_loop, placing {quarter} orders; the check fails its first "
+        "send_offsets_to_transaction()"
+    )
     first = run.start_instance(payment_loop)
     # The first wave in two parts: the first part's batch gets the abortable error, and the
     # second part's transactions commit offsets past it. A loop that does not rewind has then
@@ -420,6 +428,7 @@ def _drive(run: Run, payment_loop: Function) -> tuple[str, bool]:
         WAVE_S,
         interval=0.2,
     )
+    step(f"placing {half - quarter} more orders, waiting for the first {half} to end")
     run.place(run.orders[quarter:half])
     first_wave = run.wait_ended(half, first)
     raise_check_errors(*run.instances)
@@ -427,12 +436,17 @@ def _drive(run: Run, payment_loop: Function) -> tuple[str, bool]:
     _require_abort_path(run)
     if first_wave in (LOST, DIED):
         return first_wave, False
+    step(
+        f"writing a malformed record, placing the second wave of {len(run.orders) - half} "
+        "orders; the check freezes your instance mid-transaction"
+    )
     run.write_malformed()  # after the first wave: the aborted first batch holds orders
     run.faults.armed.set()
     run.place(run.orders[half:])
     eventually(lambda: not first.alive() or run.faults.frozen.is_set(), FREEZE_WAIT_S, 0.2)
     if not run.faults.frozen.is_set():
         return first_wave, False
+    step("your instance is frozen; starting a replacement, waiting for every order to end")
     replacement = run.start_instance(payment_loop)
     return first_wave, run.wait_ended(len(run.orders), replacement) == ENDED
 
@@ -448,6 +462,7 @@ def check_payment_service(lab: Lab, payment_loop: Function, orders: int = ORDERS
         run = Run(lab, orders, Path(workdir))
         try:
             first_wave, complete = _drive(run, payment_loop)
+            run.step("stopping your instances, reconciling every order")
             stuck = run.stop()
             report, events = run.reconcile()
             dead = read_all(lab, run.prefix + ev.DEAD_LETTER, decode=False)

@@ -31,6 +31,7 @@ from lab_env.producing import (
     warm_up,
 )
 from lab_env.records import read_all
+from lab_env.steps import Steps
 
 # The throughput target is relative, measured on the same cluster around the learner's run: a
 # shared two-core machine's absolute rates swing several-fold with load, their ratio much less.
@@ -283,13 +284,17 @@ def check_fast_and_complete(
     once measured the solution at 4% below the bar, at a tenth of its usual rate); flushing
     every record is far slower.
     """
+    step = Steps()
+    step(f"timing a producer that flushes after every record ({BASELINE_EVENTS} events)")
     naive = flush_per_record_rate(lab, events[:BASELINE_EVENTS])
     runs, seconds = 0, float("inf")
     while True:
         runs += 1
+        step(f"timing produce_orders on {len(events):,} events (run {runs} of at most {MAX_RUNS})")
         seconds = min(seconds, _fast_and_complete_run(lab, config, produce_orders, events))
         rate = len(events) / max(seconds, 1e-9)
         # The bar is final before the decision: measured again after each run.
+        step(f"best so far {rate:,.0f} records/s; timing the flush-per-record producer again")
         naive = max(naive, flush_per_record_rate(lab, events[:BASELINE_EVENTS]))
         target = SPEEDUP * naive
         if rate >= target or rate < target / 3 or runs == MAX_RUNS:
@@ -358,11 +363,14 @@ def check_idempotent_producer(
     """The partition's leader must know the producer: a producer id and the sequence numbers
     of its records. A broker tracks only idempotent (or transactional) producers, and librdkafka
     refuses ``enable.idempotence=true`` unless ``acks=all``: so this shows both are in effect."""
+    step = Steps()
     sample = events[:IDEMPOTENCE_EVENTS]
     topic = _topic(lab, "idempotence", partitions=1)
     try:
+        step(f"producing {len(sample)} events with produce_orders to a topic of 1 partition")
         outcome = _run(lab, config, produce_orders, topic, sample)
         _require_no_error(outcome, f"while producing {len(sample)} events")
+        step("asking the partition's leader which producers it knows")
         states = producer_state(lab, topic)
     finally:
         lab.delete_topic(topic)
@@ -402,12 +410,15 @@ def check_no_duplicates_under_retries(
     acknowledged while an in-sync replica lags, so the leader, which has already written the
     batch, answers REQUEST_TIMED_OUT and the producer sends the batch again.
     """
+    step = Steps()
     sample = events[:RETRY_EVENTS]
     topic = _topic(lab, "retries", partitions=1)
     can_pause = lab.backend.name != "external"  # the lab does not run an external cluster
     note = "" if can_pause else " (an external cluster: no broker paused, no retries forced)"
     try:
         overrides = {"request.timeout.ms": RETRY_REQUEST_TIMEOUT_MS}
+        paused = f", a follower paused for {PAUSE_S:.0f} s" if can_pause else ""
+        step(f"producing {len(sample)} events with produce_orders{paused}")
         outcome = _run(lab, config, produce_orders, topic, sample, overrides, can_pause)
         resent = records_resent(outcome.stats)
         if outcome.error is not None:
@@ -424,6 +435,7 @@ def check_no_duplicates_under_retries(
             "keep retries and message.timeout.ms at their defaults so the producer outlasts a "
             "short stall.",
         )
+        step("reading the topic back")
         found = tally(_stored(lab, topic), sample)
     finally:
         lab.delete_topic(topic)

@@ -23,6 +23,7 @@ from lab_env.replication import (
     read_numbers,
     restart,
 )
+from lab_env.steps import Steps
 
 TOPIC_KEYS = {"partitions", "replication_factor", "min.insync.replicas"}
 TRUE = {True, "true", "True", "1"}
@@ -158,7 +159,9 @@ def check_survives_broker_loss(
         f"replication_factor={topic['replication_factor']!r}: use 1-12 partitions and a "
         "replication factor of 1-3 (the lab has 3 brokers).",
     )
+    step = Steps()
     name = lab.topic(f"lab07.payments.{uuid.uuid4().hex[:6]}")
+    step(f"creating a topic with TOPIC's settings: {partitions} partitions, RF {rf}")
     try:
         lab.create_topic(name, partitions, rf, config={"min.insync.replicas": isr})
     except LabError as exc:
@@ -171,7 +174,12 @@ def check_survives_broker_loss(
 
             def kill() -> None:
                 lab.faults.kill(victim)
+                step(f"killed kafka-{victim}, the leader of partition {partition}")
 
+            step(
+                f"producing {records:,} numbered records at {rate}/s with PRODUCER's settings; "
+                f"kafka-{victim} is killed after {records // 3:,}"
+            )
             try:
                 run = produce_numbered(
                     lab, name, producer, records, rate, kill, records // 3, flush_timeout
@@ -184,7 +192,9 @@ def check_survives_broker_loss(
                 ) from None
         finally:
             if victim is not None:
+                step(f"starting kafka-{victim} again, waiting for every replica to catch up")
                 restart(lab, victim)
+        step("reading every record back")
         read = read_numbers(lab, name, timeout=60)
     finally:
         with contextlib.suppress(LabError, KafkaException):

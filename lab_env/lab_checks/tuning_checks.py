@@ -18,6 +18,7 @@ from typing import Any
 from lab_env import tuning
 from lab_env.api import Lab
 from lab_env.checks import LabCheckError, passed, require
+from lab_env.steps import Steps
 from lab_env.tuning import InvalidSettings, ProduceSpec
 
 TARGET_RECORDS_S = 25_000
@@ -155,8 +156,13 @@ def check_tuned_producer(lab: Lab, settings: object, spec: ProduceSpec = WORKLOA
     A near miss is run again, up to ATTEMPTS runs in all; a far miss fails at once.
     """
     checked = safe_settings(settings)
+    step = Steps()
     rows: list[dict[str, Any]] = []
     while len(rows) < ATTEMPTS:
+        step(
+            f"producing {spec.records:,} records with your settings "
+            f"(run {len(rows) + 1} of at most {ATTEMPTS})"
+        )
         rows.append(tuning.produce(lab, spec, checked))
         last = rows[-1]
         if meets(last, TARGET_RECORDS_S, P99_BOUND_MS):
@@ -168,5 +174,6 @@ def check_tuned_producer(lab: Lab, settings: object, spec: ProduceSpec = WORKLOA
             return
         if not near_miss(last, TARGET_RECORDS_S, P99_BOUND_MS):
             break
+        step(f"{last['records/s']:,} records/s, p99 {last['p99 ms']:,.0f} ms: near the mark")
     message = verdict(best(rows), checked, runs=len(rows))
     raise LabCheckError(message or "the run did not pass.")

@@ -10,7 +10,7 @@ import pytest
 
 from lab_env import tuning
 from lab_env.api import Lab
-from tests.helpers import Namespace, run_lab
+from tests.helpers import Namespace, phases, progress_lines, run_lab
 from tests.tiers import CPU
 
 # Benchmarks keep both cores busy.
@@ -36,6 +36,9 @@ def test_bench_produce_python_and_java(namespace: Namespace) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     python, java = rows(done.stdout)
+    first = "run 1 of 2, python producer, 20,000 records of 200 B"
+    assert phases(done.stderr) == [first, first, *["run 2 of 2, kafka-producer-perf-test"] * 2]
+    assert progress_lines(done.stderr)[1].endswith(f", {python['records/s']:,} records/s")
     assert (python["engine"], java["engine"]) == ("python", "java")
     assert python["records"] == java["records"] == 20_000
     assert python["failed"] == 0 and python["complete"] is True
@@ -55,6 +58,11 @@ def test_bench_consume_python_and_java(lab: Lab) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     python, java = rows(done.stdout)
+    assert phases(done.stderr) == [
+        *["filling a topic of 6 partitions with 20,000 records of 100 B"] * 2,
+        *["run 1 of 2, python consumer, batches of 1000"] * 2,
+        *["run 2 of 2, kafka-consumer-perf-test"] * 2,
+    ]  # on stderr: stdout holds the JSON rows only
     assert python["records"] == java["records"] == 20_000
     assert python["complete"] is True and python["batch"] == 1000
     assert python["fetch.min.bytes"] == java["fetch.min.bytes"] == 1024
@@ -148,3 +156,18 @@ def test_bench_orders_measures_a_small_exact_run() -> None:
     assert "machine:" in done.stdout and "lost 0" in done.stdout
     profiled = [line for line in done.stdout.splitlines() if line.startswith("  instance ")]
     assert len(profiled) == 4 and all("commit_ms" in line for line in profiled), done.stdout
+    # Progress on stderr, each phase as it starts and ends; stdout keeps the figures.
+    assert phases(done.stderr) == [
+        phase
+        for phase in (
+            "starting 1 instance(s) of each service",
+            "warm-up, 50 orders through every service (not timed)",
+            "placing 120 orders at 40/s for 3 s",
+            "waiting for every order's terminal event",
+            "reconciling, every event read back",
+            "stopping the services",
+        )
+        for _start_and_end in range(2)
+    ], done.stderr
+    assert progress_lines(done.stderr)[7].endswith(", 170 of 170 ended (warm-up included)")
+    assert progress_lines(done.stdout) == []

@@ -27,6 +27,7 @@ from lab_env.transactional_worker import (
     transform,
     wait_until_caught_up,
 )
+from tests.helpers import progress_lines
 
 pytestmark = pytest.mark.cluster
 
@@ -179,10 +180,27 @@ def make_worker(
     return run_worker
 
 
-def test_checks_pass_the_right_worker(lab: Lab) -> None:
+def test_checks_pass_the_right_worker(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
     worker = make_worker()
     check_abort_path(lab, worker, records=40)
+    aborts = capsys.readouterr().out
     check_crash_recovery(lab, worker, records=40)
+    crash = capsys.readouterr().out
+    # Each says what it is doing as each phase starts, above its verdict.
+    assert progress_lines(aborts.split("PASSED")[0]) == [
+        "writing 20 input records, then a transaction of 5 that aborts",
+        "starting run_worker; fail_hook fails its 1st and 3rd transactions",
+        "writing the second wave, 20 records; waiting for the group's commits",
+        "stopping run_worker",
+        "reading the output back",
+    ], aborts
+    assert progress_lines(crash.split("PASSED")[0]) == [
+        "writing 20 input records; starting run_worker (worker 1)",
+        "writing the second wave, 20 records; fail_hook freezes worker 1 in its 2nd transaction",
+        "worker 1 is frozen; starting worker 2 with the same transactional.id",
+        "stopping the workers (a frozen one is woken up first)",
+        "reading the output back",
+    ], crash
 
 
 @pytest.mark.parametrize(

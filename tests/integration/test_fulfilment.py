@@ -10,6 +10,7 @@ Each test runs its own pipeline under a unique topic prefix; everything is bound
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import Counter
@@ -29,7 +30,7 @@ from lab_env.fulfilment_pipeline import Pipeline
 from lab_env.fulfilment_reconcile import Reconciliation, reconcile
 from lab_env.records import read_all
 from lab_env.waiting import wait_for
-from tests.helpers import run_lab
+from tests.helpers import progress_lines, run_lab
 
 pytestmark = pytest.mark.cluster
 
@@ -185,7 +186,13 @@ def test_lab_orders_runs_scales_kills_and_tidies_a_pipeline(lab: Lab) -> None:
     try:
         shown = orders("up", "--instances", "2")
         assert shown.count("[0, 1, 2]") == 4 and shown.count("[3, 4, 5]") == 4  # 4 services
-        assert "placed 60 orders" in orders("place", "--rate", "30", "--seconds", "2")
+        # Six seconds, so that the plain progress line of a run without a terminal shows (at 5 s).
+        placing = run_lab("orders", "--prefix", prefix, "place", "--rate", "10", "--seconds", "6")
+        assert placing.returncode == 0, placing.stderr[-2000:]
+        assert "placed 60 orders" in placing.stdout
+        progress = progress_lines(placing.stderr)
+        assert progress, placing.stderr
+        assert all(re.fullmatch(r"placed \d+ of 60 orders \(\d+/s\)", p) for p in progress)
         assert "[0, 1]" in orders("scale", "payment", "3")  # range: 2 partitions each
         assert "killed payment instance 3" in orders("kill", "payment", "--instance", "3")
         refused = run_lab("orders", "--prefix", prefix, "scale", "payment", "7")

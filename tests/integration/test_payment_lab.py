@@ -18,6 +18,7 @@ import pytest
 from lab_env.api import Lab
 from lab_env.checks import LabCheckError
 from lab_env.lab_checks.payment_service import check_payment_service
+from tests.helpers import progress_lines
 
 pytestmark = pytest.mark.cluster
 
@@ -52,6 +53,17 @@ def test_the_solution_passes(lab: Lab, capsys: pytest.CaptureFixture[str]) -> No
     check_payment_service(lab, payment_loop(), orders=ORDERS)
     out = capsys.readouterr().out
     assert "PASSED" in out and "lost 0" in out and "duplicated 0" in out, out
+    # What the check is doing, as each phase starts, above its verdict.
+    assert progress_lines(out.split("PASSED")[0]) == [
+        "starting the lab's inventory, shipping and order services",
+        "starting your payment_loop, placing 10 orders; the check fails its first "
+        "send_offsets_to_transaction()",
+        "placing 10 more orders, waiting for the first 20 to end",
+        "writing a malformed record, placing the second wave of 20 orders; the check freezes "
+        "your instance mid-transaction",
+        "your instance is frozen; starting a replacement, waiting for every order to end",
+        "stopping your instances, reconciling every order",
+    ], out
 
 
 BROKEN = {

@@ -44,7 +44,7 @@ from lab_env.lab_checks.tour import check_cluster_facts, truth
 from lab_env.waiting import NotYet, wait_for
 from tests.helpers import free_ports, run_lab
 from tests.notebooks.catalog import CONFINED_LABS, marks
-from tests.notebooks.test_notebooks import execute
+from tests.notebooks.test_notebooks import execute, require_progress
 from tests.tiers import SERIAL
 
 pytestmark = [pytest.mark.cluster]
@@ -279,7 +279,7 @@ def test_lab_passes_for_a_learner_confined_to_their_namespace(
     monkeypatch.setenv("KAFKA_LAB_PROGRESS_TOPIC", learner.progress_topic)
     monkeypatch.setenv("KAFKA_LAB_PROGRESS", "on")
     earlier = frozenset(a for a in progress.read_attempts(lab) if a.learner == learner.name)
-    execute(REPO / "solutions" / f"{notebook}.ipynb")
+    require_progress(execute(REPO / "solutions" / f"{notebook}.ipynb"))
     checks = CONFINED_LABS[notebook]
     attempts = attempts_of(lab, learner.name, len(checks), besides=earlier)
     assert [a for a in attempts if not a.passed] == []

@@ -36,6 +36,7 @@ from lab_env import labs
 from lab_env.api import Lab
 from lab_env.errors import LabError
 from lab_env.kernel import KERNEL_NAME
+from tests.helpers import progress_lines
 from tests.notebooks import expected as expected_outputs
 from tests.notebooks.catalog import (
     ARTIFACTS,
@@ -57,6 +58,23 @@ from tests.notebooks.catalog import (
 
 ALL = LESSONS + SOLUTIONS + LABS
 CHECK_CALL = re.compile(r"^\s*(?:\w+\s*=\s*)?check_\w+\(", re.MULTILINE)
+# The checks that take more than a few seconds say what they are doing as each phase starts
+# (lab_env/steps.py): a line of this phase must show under the cell of each.
+CHECK_PROGRESS = {
+    "check_latest_status": "waiting for the log cleaner to compact",
+    "check_fast_and_complete": "timing produce_orders on",
+    "check_idempotent_producer": "asking the partition's leader which producers it knows",
+    "check_no_duplicates_under_retries": "reading the topic back",
+    "check_commits_follow_processing": "worker-1 died; worker-2 processes the rest",
+    "check_rebalances": "worker-2 joins the group: a rebalance",
+    "check_abort_path": "starting run_worker; fail_hook fails its 1st and 3rd transactions",
+    "check_crash_recovery": "worker 1 is frozen; starting worker 2 with the same transactional.id",
+    "check_tuned_producer": "records with your settings (run 1 of at most 3)",
+    "check_survives_broker_loss": "killed kafka-",
+    "check_messages_in_rate": "waiting for Prometheus to scrape them",
+    "check_broker_down_alert": "waiting for your alert to fire",
+    "check_payment_service": "your instance is frozen; starting a replacement",
+}
 
 
 def execute(path: Path) -> Path:
@@ -101,7 +119,7 @@ def _text(output: str | bytes | None) -> str:
 @pytest.mark.cluster
 @pytest.mark.parametrize("path", run([p for p in SOLUTIONS if p.stem not in CONFINED_LABS]))
 def test_solution_runs_headless(lab: Lab, path: Path) -> None:
-    execute(path)
+    require_progress(execute(path))
 
 
 def check_cells(notebook: nbformat.NotebookNode) -> list[int]:
@@ -110,6 +128,21 @@ def check_cells(notebook: nbformat.NotebookNode) -> list[int]:
         for i, c in enumerate(notebook.cells)
         if c.cell_type == "code" and CHECK_CALL.search(c.source)
     ]
+
+
+def require_progress(executed: Path) -> None:
+    """Under each cell of the executed notebook that calls a check of CHECK_PROGRESS, that
+    check's progress lines, with the phase it names."""
+    notebook = nbformat.read(executed, as_version=4)
+    for i in check_cells(notebook):
+        cell = notebook.cells[i]
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        for check, phase in CHECK_PROGRESS.items():
+            if f"{check}(" in cell.source:
+                assert any(phase in line for line in progress_lines(text)), (
+                    f"{label(executed)}: cell {i} ({check}) shows no progress line "
+                    f"with {phase!r}:\n{text}"
+                )
 
 
 @pytest.mark.cluster
@@ -184,6 +217,9 @@ def test_every_lab_has_a_solution_region_and_a_check() -> None:
 def test_the_catalog_names_real_notebooks_and_checks() -> None:
     stems = {p.stem for p in ALL}
     assert stems >= DISRUPTIVE, f"DISRUPTIVE names no notebook: {sorted(DISRUPTIVE - stems)}"
+    called = "".join(p.read_text() for p in SOLUTIONS)
+    stale = [check for check in CHECK_PROGRESS if f"{check}(" not in called]
+    assert not stale, f"CHECK_PROGRESS names checks no solution calls: {stale}"
     for stem, checks in CONFINED_LABS.items():
         solution = REPO / "solutions" / f"{stem}.ipynb"
         assert solution.exists(), f"CONFINED_LABS names no solution: {stem}"
