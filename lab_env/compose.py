@@ -1,8 +1,11 @@
-"""The docker backend's ``docker-compose.yml``, rendered from :mod:`lab_env.config`.
+"""The docker backend's files, rendered from :mod:`lab_env.config`: ``docker-compose.yml``, each
+node's ``docker/config/kafka-N/server.properties`` and ``docker/prometheus.yml``.
 
-The compose file is generated rather than written so the containers cannot drift from the
-embedded backend: same images and versions, same broker settings, same host ports (the notebooks
-run unchanged). ``tests/unit/test_compose.py`` proves the committed file equals :func:`dump`.
+They are generated rather than written so the containers cannot drift from the embedded
+backend: same images and versions, the same broker settings from the same generator
+(:mod:`lab_env.broker_config`), same host ports (the notebooks run unchanged).
+``python -m lab_env.compose`` writes them; ``tests/unit/test_compose.py`` proves the committed
+ones equal :func:`files`.
 
 Inside the compose network every port is fixed (``INTERNAL_PORT`` etc.); only the published host
 ports come from the configuration, so overriding a port never touches the container side.
