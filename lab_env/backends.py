@@ -108,13 +108,26 @@ class DockerBackend:
     def reset(self) -> None:
         self._compose("down", "--volumes")
 
-    def _container(self, node: str | int) -> Any:
-        key = node_id(node)
+    def _engine(self) -> Any:
+        """A client of the Docker engine (the Docker SDK asks the engine for its version here,
+        so an engine that cannot be reached is known at once)."""
         try:
             import docker
 
-            client = docker.from_env()
-            found = client.containers.list(
+            return docker.from_env()
+        except Exception as exc:
+            raise LabError(
+                f"Cannot reach the Docker engine ({exc}), and stopping or pausing a broker needs "
+                "it. Inside the lab's JupyterLab container this is deliberate: a notebook server "
+                "holding the Docker socket would control the whole machine. Run this notebook from "
+                "the host instead (KAFKA_LAB_BACKEND=docker; see docker/README.md)."
+            ) from None
+
+    def _container(self, node: str | int, engine: Any = None) -> Any:
+        key = node_id(node)
+        engine = engine or self._engine()
+        try:
+            found = engine.containers.list(
                 all=True,
                 filters={
                     "label": [
@@ -124,12 +137,7 @@ class DockerBackend:
                 },
             )
         except Exception as exc:
-            raise LabError(
-                f"Cannot reach the Docker engine ({exc}), and stopping or pausing a broker needs "
-                "it. Inside the lab's JupyterLab container this is deliberate: a notebook server "
-                "holding the Docker socket would control the whole machine. Run this notebook from "
-                "the host instead (KAFKA_LAB_BACKEND=docker; see docker/README.md)."
-            ) from None
+            raise LabError(f"The Docker engine did not list the lab's containers: {exc}.") from None
         if not found:
             raise LabError(f"No container for kafka-{key}; is the compose stack up (`lab up`)?")
         return found[0]
@@ -147,11 +155,18 @@ class DockerBackend:
         return self._container(node).unpause()
 
     def live_nodes(self) -> tuple[int, ...]:
-        """Nodes whose container is running (not paused, not stopped)."""
+        """Nodes whose container is running (not paused, not stopped). Where the engine cannot
+        be asked (the lab's JupyterLab container is not given its socket), the nodes whose
+        broker says it is RUNNING on its published exporter: the metadata barrier still waits
+        for every broker that serves, never for none."""
+        try:
+            engine = self._engine()
+        except LabError:
+            return tuple(n for n in NODE_IDS if health.broker_running(self.cfg, n))
         live = []
         for node in NODE_IDS:
             try:
-                if self._container(node).status == "running":
+                if self._container(node, engine).status == "running":
                     live.append(node)
             except LabError:
                 continue

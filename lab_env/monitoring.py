@@ -25,9 +25,10 @@ def prometheus_binary(cfg: LabConfig) -> str | None:
 
 
 def rules_dir(cfg: LabConfig) -> Path:
-    """Where Prometheus reads rule files from, the lab's alerts and a learner's (lab 08) alike.
-    The docker backend's Prometheus mounts this folder of the repository; the JupyterLab
-    container, which runs from the same repository, writes to the same folder."""
+    """The folder of rule files Prometheus loads: a learner's (lab 08) and, on the embedded
+    backend, the lab's alerts. The docker backend's Prometheus mounts this folder of the
+    repository (its lab alerts beside it), and the JupyterLab container, which runs from the same
+    repository, writes to the same folder."""
     if cfg.backend == "docker":
         return REPO / DOCKER_RULES
     return cfg.home / "config" / "rules"

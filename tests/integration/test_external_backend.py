@@ -11,6 +11,7 @@ import pytest
 from lab_env.api import Lab
 from lab_env.backends import DockerBackend
 from lab_env.config import load_config
+from lab_env.errors import LabError
 from tests.helpers import assert_sentence, run_lab
 
 pytestmark = pytest.mark.cluster
@@ -73,3 +74,13 @@ def test_the_docker_backends_status_names_the_quorum_leader(lab: Lab) -> None:
     assert status["quorum_leader"] in (1, 2, 3)
     assert status["quorum_leader"] == lab.status()["quorum_leader"]
     assert status["brokers"] == [1, 2, 3]
+
+
+def test_without_the_docker_engine_the_live_nodes_come_from_the_brokers(lab: Lab) -> None:
+    """In the lab's JupyterLab container the engine cannot be asked which containers run; the
+    metadata barrier must still wait for every broker that serves (an empty answer would make
+    it wait for none, the race it exists to close). There is no engine here either."""
+    docker = DockerBackend(replace(lab.config, backend="docker"))
+    with pytest.raises(LabError, match="Cannot reach the Docker engine"):
+        docker.kill(2)
+    assert docker.live_nodes() == (1, 2, 3)
