@@ -9,6 +9,7 @@ from typing import Any
 
 from confluent_kafka.admin import ConfigResource
 
+from lab_env import partitioning
 from lab_env.api import Lab
 from lab_env.checks import passed, require
 from lab_env.records import read_all
@@ -105,6 +106,16 @@ def check_per_order_ordering(lab: Lab, topic: str, events: list[dict[str, str]])
             keys == {order},
             f"order {order}'s events have keys {sorted(keys, key=str)}: they share a partition "
             "by luck, not by design. Key each event by its order id (key=event['order_id']).",
+        )
+        (partition,) = spread
+        hashed = partitioning.by_key(order.encode(), partitions)
+        require(
+            partition in hashed.values(),
+            f"order {order}'s events are all in partition {partition}, but its key hashes to "
+            f"partition {hashed['consistent_random']} (librdkafka's default partitioner; "
+            f"{hashed['murmur2_random']} with murmur2_random, Java's): they were placed by hand. "
+            "Leave out partition=: the key alone must decide, or another producer with the same "
+            "key writes the order's next event somewhere else.",
         )
         got = [_event(r, topic)["status"] for r in seen]
         require(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from lab_env import partitioning
 from lab_env.api import Lab
 from lab_env.embedded import EmbeddedLab
 from lab_env.errors import LabError
@@ -110,3 +111,23 @@ def test_warm_partitions_names_the_error_of_a_refused_partition(lab: Lab) -> Non
         assert read_all(lab, topic) == []
     finally:
         lab.delete_topic(topic)
+
+
+@pytest.mark.parametrize("partitioner", ["consistent_random", "murmur2_random"])
+def test_the_key_hashes_are_the_producers_own(lab: Lab, topic: str, partitioner: str) -> None:
+    """lab_env.partitioning picks, for every key, the partition the real producer picks."""
+    partitions = len(lab.admin().list_topics(topic, timeout=10).topics[topic].partitions)
+    placed: dict[str, int] = {}
+    producer = lab.producer({"partitioner": partitioner})
+    for i in range(200):
+        key = f"order-{i:04d}"
+        producer.produce(
+            topic,
+            key=key,
+            value=b"x",
+            on_delivery=lambda e, m: placed.__setitem__(m.key().decode(), m.partition()),
+        )
+    assert producer.flush(30) == 0 and len(placed) == 200
+    computed = {k: partitioning.by_key(k.encode(), partitions)[partitioner] for k in placed}
+    assert placed == computed
+    assert len(set(placed.values())) == partitions  # every partition used: a real spread
