@@ -63,6 +63,13 @@ class Page:
     def executed(self) -> bool:
         return self.kind in ("lesson", "solution")
 
+    @property
+    def module(self) -> str | None:
+        """The module a lesson, lab or solution belongs to (``"03"``); None for the others."""
+        if self.kind not in ("lesson", "lab", "solution"):
+            return None
+        return self.source.rsplit("/", 1)[-1][:2]
+
 
 def pages(repo: Path = REPO) -> list[Page]:
     out = [Page("index", "index.html", "index", "Kafka Microservices Lab")]
@@ -199,12 +206,9 @@ def _commit(repo: Path) -> str | None:
 def _links(page: Page, all_pages: list[Page]) -> list[dict[str, str]]:
     """The navigation of a module's pages: its lesson, lab and solution; the reference."""
     out = []
-    number = page.source.split("/")[-1][:2] if page.kind in ("lesson", "lab", "solution") else None
     for other in all_pages:
-        same_module = number and other.source.split("/")[-1][:2] == number
-        if (
-            same_module and other.kind in ("lesson", "lab", "solution")
-        ) or other.kind == "reference":
+        same_module = page.module is not None and other.module == page.module
+        if same_module or other.kind == "reference":
             label = other.kind.capitalize() if same_module else other.title
             out.append({"href": _relative(other.href, page), "text": label})
     return out
@@ -250,8 +254,8 @@ def _shell(page: Page, title: str, body: str, all_pages: list[Page], footer: str
 def render_index(page: Page, all_pages: list[Page], repo: Path, executed: str) -> str:
     by_module: dict[str, dict[str, Page]] = {}
     for other in all_pages:
-        if other.kind in ("lesson", "lab", "solution"):
-            by_module.setdefault(other.source.split("/")[-1][:2], {})[other.kind] = other
+        if other.module is not None:
+            by_module.setdefault(other.module, {})[other.kind] = other
     rows = []
     for number, kinds in sorted(by_module.items()):
         lesson = kinds.get("lesson")

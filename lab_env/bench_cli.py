@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -22,7 +21,7 @@ from rich.table import Table
 from lab_env import terminal, tuning
 from lab_env.api import Lab
 from lab_env.errors import LabError
-from lab_env.steps import Steps
+from lab_env.steps import Steps, timed
 
 out = terminal.console(wide=True)
 
@@ -52,15 +51,6 @@ def _split(settings: dict[str, str], known: dict[str, Any], side: str) -> dict[s
             f"choose from {', '.join(known)}."
         )
     return settings
-
-
-def timed(step: Steps, what: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``run()``'s row, with a progress line as it starts and one as it ends, with its rate:
-    a long run on a busy machine is seen to move."""
-    with step.phase(what) as found:
-        row = run()
-        found.append(f"{_cell(row.get('records/s'))} records/s")
-    return row
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
-from typing import TextIO
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 
 def stamp(seconds: float) -> str:
@@ -55,3 +55,13 @@ class Steps:
         self(what)
         yield found
         self(", ".join([f"{what}: done in {self.elapsed() - began:.1f} s", *found]))
+
+
+def timed(step: Steps, what: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A benchmark run's row (``run()``, a :mod:`lab_env.tuning` row), between a line as it
+    starts and one as it ends with its rate: a long run on a busy machine is seen to move."""
+    with step.phase(what) as found:
+        row = run()
+        rate = row.get("records/s")
+        found.append(f"{rate:,} records/s" if isinstance(rate, int) else f"{rate} records/s")
+    return row

@@ -27,10 +27,9 @@ from typing import Any
 
 from lab_env import tuning
 from lab_env.api import Lab
-from lab_env.bench_cli import timed
 from lab_env.benchmarks.machine import describe
 from lab_env.config import load_config
-from lab_env.steps import Steps
+from lab_env.steps import Steps, timed
 
 COMMON = {"linger.ms": 5, "batch.size": 262_144, "compression.type": "lz4"}
 ACKS_1 = {"acks": "1", "enable.idempotence": False, "max.in.flight.requests.per.connection": 5}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lab_env import bench_cli, orders_cli, steps
+from lab_env import orders_cli, steps
 from lab_env.steps import Steps, stamp
 from tests.helpers import progress_lines
 
@@ -84,7 +84,7 @@ def test_a_phase_that_fails_has_no_end_line(clock: Clock) -> None:
 
 def test_a_timed_run_ends_with_its_rate(clock: Clock) -> None:
     stream = io.StringIO()
-    row = bench_cli.timed(Steps(stream), "run 1 of 1, python producer", lambda: {"records/s": 1234})
+    row = steps.timed(Steps(stream), "run 1 of 1, python producer", lambda: {"records/s": 1234})
     assert row == {"records/s": 1234}
     assert progress_lines(stream.getvalue())[-1] == (
         "run 1 of 1, python producer: done in 0.0 s, 1,234 records/s"
