@@ -393,49 +393,45 @@ def _prometheus(cfg: LabConfig) -> dict[str, Any]:
     }
 
 
-def _build() -> dict[str, Any]:
-    """The JupyterLab image (environment.yml plus the lab package): the lag exporter runs in it."""
-    return {
+def _lab_image(**service: Any) -> dict[str, Any]:
+    """A service of the JupyterLab image (environment.yml plus the lab package) running the
+    mounted repository's live ``lab_env``: JupyterLab, the lag exporter, the forwarder."""
+    build = {
         "context": ".",
         "dockerfile": "docker/jupyter.Dockerfile",
         "args": {"BASE_IMAGE": IMAGES["jupyter"]},
     }
+    return {"build": build, "working_dir": WORKDIR, "volumes": [f".:{WORKDIR}"], **service}
 
 
 def _lag_exporter(cfg: LabConfig) -> dict[str, Any]:
-    return {
-        "build": _build(),
-        "environment": {
+    return _lab_image(
+        environment={
             "KAFKA_LAB_BACKEND": "docker",
             "KAFKA_LAB_BOOTSTRAP": internal_bootstrap(),
             "KAFKA_LAB_HOST": "0.0.0.0",  # listen beyond the container's loopback
         },
-        "working_dir": WORKDIR,
-        "volumes": [f".:{WORKDIR}"],
-        "command": ["python", "-m", "lab_env.lag_exporter", "--port", str(LAG_EXPORTER_PORT)],
-        "ports": [_port(cfg, cfg.ports.lag_exporter, LAG_EXPORTER_PORT)],
-        "depends_on": {f"kafka-{n}": {"condition": "service_healthy"} for n in NODE_IDS},
-    }
+        command=["python", "-m", "lab_env.lag_exporter", "--port", str(LAG_EXPORTER_PORT)],
+        ports=[_port(cfg, cfg.ports.lag_exporter, LAG_EXPORTER_PORT)],
+        depends_on={f"kafka-{n}": {"condition": "service_healthy"} for n in NODE_IDS},
+    )
 
 
 def _jupyter(cfg: LabConfig) -> dict[str, Any]:
-    return {
-        "build": _build(),
-        "environment": {
+    return _lab_image(
+        environment={
             "KAFKA_LAB_BACKEND": "docker",
             "KAFKA_LAB_BOOTSTRAP": internal_bootstrap(),
             # Confluent's registry serves its API at the root (Apicurio's needs /apis/ccompat/v7).
             "KAFKA_LAB_REGISTRY_URL": f"http://schema-registry:{REGISTRY_PORT}",
             "KAFKA_LAB_PROMETHEUS_URL": f"http://prometheus:{PROMETHEUS_PORT}",
         },
-        "working_dir": WORKDIR,
-        "volumes": [f".:{WORKDIR}"],
-        "ports": [_port(cfg, cfg.ports.jupyter, JUPYTER_PORT)],
-        "depends_on": {
+        ports=[_port(cfg, cfg.ports.jupyter, JUPYTER_PORT)],
+        depends_on={
             "schema-registry": {"condition": "service_healthy"},
             "prometheus": {"condition": "service_healthy"},
         },
-    }
+    )
 
 
 def forwarding_routes(cfg: LabConfig) -> list[str]:
@@ -463,15 +459,12 @@ def forwarding_routes(cfg: LabConfig) -> list[str]:
 
 def _lab_network(cfg: LabConfig) -> dict[str, Any]:
     """The JupyterLab container's loopback addresses for the lab (lab_env/forwarding.py)."""
-    return {
-        "build": _build(),
-        "network_mode": "service:jupyter",  # listens in the JupyterLab container's namespace
-        "working_dir": WORKDIR,
-        "volumes": [f".:{WORKDIR}"],
-        "command": ["python", "-m", "lab_env.forwarding", *forwarding_routes(cfg)],
-        "depends_on": {"jupyter": {"condition": "service_started"}},
-        "restart": "unless-stopped",
-    }
+    return _lab_image(
+        network_mode="service:jupyter",  # listens in the JupyterLab container's namespace
+        command=["python", "-m", "lab_env.forwarding", *forwarding_routes(cfg)],
+        depends_on={"jupyter": {"condition": "service_started"}},
+        restart="unless-stopped",
+    )
 
 
 def render(cfg: LabConfig | None = None) -> dict[str, Any]:
